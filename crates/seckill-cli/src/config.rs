@@ -1,0 +1,97 @@
+//! Configuration: a TOML file (`--config`), then `SECKILL_*` environment
+//! variables, then flags; the later wins (API.md fixes the names).
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "./data";
+
+/// Where the engine keeps its state, shared by every subcommand that needs it.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// TOML configuration file (keys: listen, data_dir, jwt_secret, admin_token).
+    #[arg(long, env = "SECKILL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Embedded store folder [default: ./data].
+    #[arg(long, env = "SECKILL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The keys of the configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub jwt_secret: Option<String>,
+    pub admin_token: Option<String>,
+}
+
+impl FileConfig {
+    pub fn read(path: Option<&Path>) -> Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+    }
+}
+
+/// Settings shared by `serve` and `token`, resolved from all three sources.
+pub struct Resolved {
+    pub file: FileConfig,
+    pub data_dir: PathBuf,
+}
+
+impl StoreArgs {
+    pub fn resolve(&self) -> Result<Resolved> {
+        let file = FileConfig::read(self.config.as_deref())?;
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        Ok(Resolved { file, data_dir })
+    }
+}
+
+/// The listen address: flag or `SECKILL_LISTEN`, else the file, else the default.
+pub fn listen_address(flag_or_env: Option<&str>, file: &FileConfig) -> Result<SocketAddr> {
+    let text = flag_or_env
+        .or(file.listen.as_deref())
+        .unwrap_or(DEFAULT_LISTEN);
+    text.parse()
+        .with_context(|| format!("listen address {text:?} is not HOST:PORT"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_env_win_over_the_file_which_wins_over_defaults() {
+        let file: FileConfig = toml::from_str("listen = '127.0.0.1:9000'").unwrap();
+        assert_eq!(
+            listen_address(Some("127.0.0.1:9100"), &file)
+                .unwrap()
+                .port(),
+            9100
+        );
+        assert_eq!(listen_address(None, &file).unwrap().port(), 9000);
+        assert_eq!(
+            listen_address(None, &FileConfig::default()).unwrap().port(),
+            8080
+        );
+        assert!(listen_address(Some("nonsense"), &file).is_err());
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(toml::from_str::<FileConfig>("listne = 'x'").is_err());
+    }
+}

@@ -1,0 +1,42 @@
+//! `seckill`: the flash-sale engine and its tools.
+
+mod config;
+mod secrets;
+mod serve;
+mod token;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "seckill",
+    version,
+    about = "A flash-sale engine: sell a fixed stock to a crowd, exactly."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine (embedded: stock in memory, orders in SQLite under the data dir).
+    Serve(serve::ServeArgs),
+    /// Print user tokens (JWT) signed with the engine's secret, for curl and load tests.
+    Token(token::TokenArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Token(args) => token::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("seckill: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

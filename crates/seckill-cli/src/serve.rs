@@ -1,0 +1,112 @@
+//! `seckill serve`: open the store, rebuild stock, listen, drain on signal.
+
+use crate::config::StoreArgs;
+use crate::secrets::{self, ADMIN_TOKEN_FILE, JWT_SECRET_FILE};
+use anyhow::{Context, Result};
+use clap::Args;
+use seckill_server::{Server, ServerConfig};
+use seckill_store::SqliteStore;
+use std::sync::Arc;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to serve on; port 0 picks a free one [default: 127.0.0.1:8080].
+    #[arg(long, env = "SECKILL_LISTEN")]
+    listen: Option<String>,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    init_logging();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let resolved = args.store.resolve()?;
+    let listen = crate::config::listen_address(args.listen.as_deref(), &resolved.file)?;
+    let data_dir = resolved.data_dir;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let jwt_secret = secrets::load_or_generate(
+        &data_dir,
+        JWT_SECRET_FILE,
+        std::env::var("SECKILL_JWT_SECRET")
+            .ok()
+            .or(resolved.file.jwt_secret),
+    )?;
+    let admin_token = secrets::load_or_generate(
+        &data_dir,
+        ADMIN_TOKEN_FILE,
+        std::env::var("SECKILL_ADMIN_TOKEN")
+            .ok()
+            .or(resolved.file.admin_token),
+    )?;
+
+    let store = SqliteStore::open(&data_dir)
+        .await
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let server = Server::open(
+        ServerConfig {
+            jwt_secret: jwt_secret.value.into_bytes(),
+            admin_token: admin_token.value,
+        },
+        Arc::new(store),
+    )
+    .await
+    .context("loading the store")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let address = listener.local_addr()?;
+    println!("listening on http://{address}");
+    for (what, secret) in [
+        ("JWT secret", &jwt_secret.file),
+        ("admin token", &admin_token.file),
+    ] {
+        if let Some(path) = secret {
+            println!("{what} kept in {}", path.display());
+        }
+    }
+    println!("data in {}", data_dir.display());
+    server.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// Human logs on stderr; `RUST_LOG` filters (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

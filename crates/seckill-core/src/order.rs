@@ -1,0 +1,93 @@
+//! Orders and their state machine:
+//!
+//! ```text
+//! queued ──► pending_payment ──► paid
+//!                 │  └─────────► cancelled   (owner cancels; units return)
+//!                 └────────────► expired     (deadline passes; units return)
+//! ```
+//!
+//! Embedded reservations start as `pending_payment`; `queued` is for cluster
+//! mode, where a consumer turns a reservation into a payable order.
+
+use crate::ids::{OrderId, SaleId, UserId};
+use crate::time::Timestamp;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Queued,
+    PendingPayment,
+    Paid,
+    Expired,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub const ALL: [Self; 5] = [
+        Self::Queued,
+        Self::PendingPayment,
+        Self::Paid,
+        Self::Expired,
+        Self::Cancelled,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::PendingPayment => "pending_payment",
+            Self::Paid => "paid",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// Whether an order in this state keeps its units off sale and counts
+    /// against its owner's per-user limit.
+    pub const fn holds_stock(self) -> bool {
+        matches!(self, Self::Queued | Self::PendingPayment | Self::Paid)
+    }
+}
+
+/// An order as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Order {
+    #[serde(rename = "order_id")]
+    pub id: OrderId,
+    pub sale_id: SaleId,
+    pub user_id: UserId,
+    pub quantity: u64,
+    pub status: OrderStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u64>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub paid_at: Option<Timestamp>,
+    #[serde(skip)]
+    pub payment_ref: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_round_trip() {
+        for status in OrderStatus::ALL {
+            assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(OrderStatus::parse("shipped"), None);
+    }
+
+    #[test]
+    fn only_live_orders_hold_stock() {
+        assert!(OrderStatus::PendingPayment.holds_stock());
+        assert!(OrderStatus::Paid.holds_stock());
+        assert!(!OrderStatus::Expired.holds_stock());
+        assert!(!OrderStatus::Cancelled.holds_stock());
+    }
+}

@@ -1,0 +1,166 @@
+//! The API's error answer: an HTTP status and
+//! `{"error": {"code": "...", "message": "..."}}` (API.md).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use seckill_core::{ErrorCode, FieldError};
+use seckill_store::StoreError;
+use std::borrow::Cow;
+
+/// Seconds a client should wait before retrying a 429 or 503.
+const RETRY_AFTER_SECS: &str = "1";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: Cow<'static, str>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    pub fn not_found(what: &'static str) -> Self {
+        Self::new(ErrorCode::NotFound, what)
+    }
+
+    pub fn unauthorized(message: &'static str) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    pub fn unavailable(message: &'static str) -> Self {
+        Self::new(ErrorCode::Unavailable, message)
+    }
+
+    pub fn not_implemented(what: &'static str) -> Self {
+        Self::new(
+            ErrorCode::NotImplemented,
+            format!("{what} is not implemented yet"),
+        )
+    }
+
+    pub fn status(&self) -> StatusCode {
+        status_of(self.code)
+    }
+}
+
+pub const fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::PurchaseTokenRequired | ErrorCode::PurchaseTokenInvalid => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::SoldOut
+        | ErrorCode::LimitReached
+        | ErrorCode::NotStarted
+        | ErrorCode::Ended
+        | ErrorCode::OrderExpired
+        | ErrorCode::OrderCancelled
+        | ErrorCode::NotPayable
+        | ErrorCode::NotCancellable => StatusCode::CONFLICT,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(error: FieldError) -> Self {
+        Self::bad_request(error.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "store failed");
+        Self::unavailable("the order store is unavailable, retry shortly")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": {"code": self.code.as_str(), "message": self.message}
+        });
+        error_response(self.code, Bytes::from(body.to_string()))
+    }
+}
+
+/// An error answer whose body is already serialized.
+pub fn error_response(code: ErrorCode, body: Bytes) -> Response {
+    let mut response = (
+        status_of(code),
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
+    if matches!(code, ErrorCode::RateLimited | ErrorCode::Unavailable) {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
+    response
+}
+
+/// Error answers that the crowd gets most often, serialized once.
+pub mod canned {
+    use super::*;
+
+    macro_rules! canned {
+        ($name:ident, $code:ident, $message:literal) => {
+            pub fn $name() -> Response {
+                const BODY: &str = concat!(
+                    r#"{"error":{"code":""#,
+                    stringify!($name),
+                    r#"","message":""#,
+                    $message,
+                    r#""}}"#
+                );
+                error_response(ErrorCode::$code, Bytes::from_static(BODY.as_bytes()))
+            }
+        };
+    }
+
+    canned!(sold_out, SoldOut, "the sale is sold out");
+    canned!(not_started, NotStarted, "the sale has not started yet");
+    canned!(ended, Ended, "the sale has ended");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn canned_bodies_match_their_codes() {
+        for (response, code) in [
+            (canned::sold_out(), ErrorCode::SoldOut),
+            (canned::not_started(), ErrorCode::NotStarted),
+            (canned::ended(), ErrorCode::Ended),
+        ] {
+            assert_eq!(response.status(), status_of(code));
+            let body = axum::body::to_bytes(response.into_body(), 1024)
+                .await
+                .unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(json["error"]["code"], code.as_str());
+        }
+    }
+}

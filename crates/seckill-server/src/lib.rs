@@ -1,0 +1,81 @@
+//! The seckill engine as an HTTP service: the in-memory [`market`] that
+//! decides purchases, the [`routes`] of the v1 API, and the background
+//! [`expiry`] sweeper, over any [`seckill_store::Store`].
+
+pub mod auth;
+pub mod error;
+pub mod expiry;
+pub mod market;
+pub mod metrics;
+pub mod routes;
+
+use auth::Auth;
+use market::Market;
+use seckill_store::{Store, StoreError};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::net::TcpListener;
+
+/// What the engine needs beyond its store.
+pub struct ServerConfig {
+    pub jwt_secret: Vec<u8>,
+    pub admin_token: String,
+}
+
+/// Shared by every request and worker.
+pub struct AppState {
+    pub market: Market,
+    pub auth: Auth,
+    pub metrics: metrics::Metrics,
+    /// Set at shutdown: readiness fails while in-flight requests finish.
+    pub draining: AtomicBool,
+}
+
+pub type App = Arc<AppState>;
+
+/// A warm engine: stock rebuilt, ready to serve.
+pub struct Server {
+    app: App,
+}
+
+impl Server {
+    /// Loads the store and rebuilds every sale's stock from its orders.
+    pub async fn open(config: ServerConfig, store: Arc<dyn Store>) -> Result<Self, StoreError> {
+        let snapshot = store.load().await?;
+        let app = Arc::new(AppState {
+            market: Market::restore(store, snapshot),
+            auth: Auth::new(&config.jwt_secret, &config.admin_token),
+            metrics: metrics::Metrics::new(),
+            draining: AtomicBool::new(false),
+        });
+        Ok(Self { app })
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets
+    /// in-flight requests finish and flushes the store's writer.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
+
+        let sweeper = expiry::spawn(Arc::clone(&self.app));
+        let listener = listener.tap_io(|socket| {
+            let _ = socket.set_nodelay(true);
+        });
+        let app = Arc::clone(&self.app);
+        let served = axum::serve(listener, routes::router(Arc::clone(&self.app)))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                app.draining.store(true, Ordering::Release);
+                tracing::info!("draining: no new connections, finishing in-flight requests");
+            })
+            .await;
+        sweeper.abort();
+        self.app.market.store().close().await;
+        tracing::info!("stopped; every acknowledged write is committed");
+        served
+    }
+}

@@ -1,0 +1,96 @@
+//! One sale in memory: its immutable description (with its JSON and ETag
+//! computed once for the read path), its stock counter and its buyers.
+
+use super::purchase::{Receipt, SharedOutcome};
+use axum::http::HeaderValue;
+use bytes::Bytes;
+use dashmap::DashMap;
+use futures::FutureExt;
+use seckill_core::{Sale, Stock, UserId};
+use seckill_store::Reservation;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+pub struct LiveSale {
+    pub sale: Sale,
+    pub stock: Stock,
+    /// The sale object as served by `GET /api/v1/sales/{id}`.
+    pub json: Bytes,
+    pub etag: HeaderValue,
+    /// Users who hold units or have an idempotent answer on this sale.
+    /// Sharded locks, held only for in-memory bookkeeping, never across I/O.
+    pub(super) buyers: DashMap<UserId, Buyer>,
+}
+
+/// What one user has on one sale.
+#[derive(Default)]
+pub(super) struct Buyer {
+    /// Units in orders that hold stock; bounded by the per-user limit (I4).
+    pub held: u64,
+    /// The answer given to each Idempotency-Key (I5).
+    pub answers: HashMap<String, SharedOutcome>,
+}
+
+impl Buyer {
+    fn is_empty(&self) -> bool {
+        self.held == 0 && self.answers.is_empty()
+    }
+}
+
+impl LiveSale {
+    pub fn new(sale: Sale) -> Self {
+        let json = Bytes::from(serde_json::to_vec(&sale).expect("a sale serializes"));
+        let digest = Sha256::digest(&json);
+        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let etag = HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header");
+        Self {
+            stock: Stock::new(sale.stock),
+            sale,
+            json,
+            etag,
+            buyers: DashMap::new(),
+        }
+    }
+
+    /// Counts a stored order back in at start: its units are held if its
+    /// status holds stock, and its Idempotency-Key keeps its answer.
+    pub(super) fn restore_order(&self, order: &Reservation, holds_stock: bool) {
+        let mut buyer = self.buyers.entry(order.user_id.clone()).or_default();
+        if holds_stock {
+            if !self.stock.try_take(order.quantity) {
+                tracing::error!(order = %order.order_id, "stored orders exceed the stock");
+            }
+            buyer.held += order.quantity;
+        }
+        if let Some(key) = &order.idempotency_key {
+            let receipt = Receipt::of(order);
+            buyer.answers.insert(
+                key.clone(),
+                futures::future::ready(Ok(receipt)).boxed().shared(),
+            );
+        }
+    }
+
+    /// Units leave `user`'s holding and go back on sale.
+    pub fn release(&self, user: &UserId, quantity: u64) {
+        if let Some(mut buyer) = self.buyers.get_mut(user) {
+            buyer.held = buyer.held.saturating_sub(quantity);
+        }
+        self.forget_if_empty(user);
+        self.stock.give_back(quantity);
+    }
+
+    /// Drops an Idempotency-Key whose purchase did not commit, so that a
+    /// retry tries again.
+    pub(super) fn forget_answer(&self, user: &UserId, key: &str) {
+        if let Some(mut buyer) = self.buyers.get_mut(user) {
+            buyer.answers.remove(key);
+        }
+        self.forget_if_empty(user);
+    }
+
+    /// Keeps memory to the users who hold something: refused buyers leave no trace.
+    pub(super) fn forget_if_empty(&self, user: &UserId) {
+        self.buyers.remove_if(user, |_, buyer| buyer.is_empty());
+    }
+}

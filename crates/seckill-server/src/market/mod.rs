@@ -1,0 +1,99 @@
+//! The market: every sale in memory with its live stock and its buyers.
+//! This is where a purchase is decided; the store only makes the decision
+//! durable. Rebuilt at start from the store's orders, never from a cached
+//! count (I1, I3).
+
+mod live_sale;
+mod purchase;
+
+pub use live_sale::LiveSale;
+pub use purchase::{Purchase, Receipt};
+
+use crate::error::ApiResult;
+use seckill_core::{NewSale, SaleId, Timestamp};
+use seckill_store::{ReleasedUnits, Snapshot, Store};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+pub struct Market {
+    sales: RwLock<HashMap<SaleId, Arc<LiveSale>>>,
+    store: Arc<dyn Store>,
+}
+
+impl Market {
+    /// Rebuilds every sale's stock, buyers and idempotency answers from the
+    /// orders the store holds.
+    pub fn restore(store: Arc<dyn Store>, snapshot: Snapshot) -> Self {
+        let sales: HashMap<SaleId, Arc<LiveSale>> = snapshot
+            .sales
+            .into_iter()
+            .map(|sale| (sale.id.clone(), Arc::new(LiveSale::new(sale))))
+            .collect();
+        for live in &snapshot.live_orders {
+            match sales.get(&live.reservation.sale_id) {
+                Some(sale) => sale.restore_order(&live.reservation, live.status.holds_stock()),
+                None => {
+                    tracing::error!(order = %live.reservation.order_id, "order of an unknown sale")
+                }
+            }
+        }
+        let held: u64 = sales
+            .values()
+            .map(|s| s.sale.stock - s.stock.remaining())
+            .sum();
+        tracing::info!(
+            sales = sales.len(),
+            held,
+            "stock rebuilt from the stored orders"
+        );
+        Self {
+            sales: RwLock::new(sales),
+            store,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<LiveSale>> {
+        self.sales
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Every sale, oldest first.
+    pub fn all(&self) -> Vec<Arc<LiveSale>> {
+        let mut all: Vec<_> = self
+            .sales
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| (a.sale.created_at, &a.sale.id).cmp(&(b.sale.created_at, &b.sale.id)));
+        all
+    }
+
+    /// Validates, stores durably, then opens the sale in memory.
+    pub async fn create_sale(&self, new_sale: NewSale) -> ApiResult<Arc<LiveSale>> {
+        let sale = new_sale.validate(SaleId::generate(), Timestamp::now())?;
+        self.store.create_sale(&sale).await?;
+        let live = Arc::new(LiveSale::new(sale));
+        self.sales
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(live.sale.id.clone(), Arc::clone(&live));
+        Ok(live)
+    }
+
+    /// Puts units that left an order (expiry, cancel) back on sale.
+    pub fn release(&self, released: &ReleasedUnits) {
+        match self.get(released.sale_id.as_str()) {
+            Some(sale) => sale.release(&released.user_id, released.quantity),
+            None => tracing::error!(sale = %released.sale_id, "released units of an unknown sale"),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Deciding a purchase, in memory and without I/O: the per-user limit, the
+//! stock, the Idempotency-Key; then waiting for the store to make the
+//! reservation durable before anyone is told it succeeded (I2).
+
+use super::{LiveSale, Market};
+use crate::error::{ApiError, ApiResult};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use seckill_core::{ErrorCode, OrderId, OrderStatus, SaleId, Timestamp, UserId};
+use seckill_store::{Reservation, Store, StoreError};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// A purchase request that passed the cheap checks and authentication.
+pub struct Purchase {
+    pub user: UserId,
+    pub quantity: u64,
+    pub idempotency_key: Option<String>,
+}
+
+/// The body of a 202: the order the buyer now holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Receipt {
+    pub order_id: OrderId,
+    pub sale_id: SaleId,
+    pub status: OrderStatus,
+    pub expires_at: Timestamp,
+}
+
+impl Receipt {
+    pub(super) fn of(reservation: &Reservation) -> Self {
+        Self {
+            order_id: reservation.order_id.clone(),
+            sale_id: reservation.sale_id.clone(),
+            status: OrderStatus::PendingPayment,
+            expires_at: reservation.expires_at,
+        }
+    }
+}
+
+/// The answer to an Idempotency-Key: every retry awaits the same one.
+pub(super) type SharedOutcome = Shared<BoxFuture<'static, ApiResult<Receipt>>>;
+
+impl Market {
+    /// Reserves `purchase.quantity` units of `sale` for the buyer, durably.
+    pub async fn purchase(&self, sale: &Arc<LiveSale>, purchase: Purchase) -> ApiResult<Receipt> {
+        self.take(sale, purchase)?.await
+    }
+
+    /// The in-memory decision. The buyer's entry stays locked from the limit
+    /// check to the recorded answer, so concurrent retries of one user can
+    /// neither pass the limit together (I4) nor reserve twice for one key
+    /// (I5). Nothing here waits on I/O.
+    fn take(
+        &self,
+        sale: &Arc<LiveSale>,
+        purchase: Purchase,
+    ) -> ApiResult<BoxFuture<'static, ApiResult<Receipt>>> {
+        let mut buyer = sale.buyers.entry(purchase.user.clone()).or_default();
+        if let Some(key) = &purchase.idempotency_key
+            && let Some(answer) = buyer.answers.get(key)
+        {
+            return Ok(answer.clone().boxed());
+        }
+        let refusal = if buyer.held + purchase.quantity > sale.sale.per_user_limit {
+            Some(ApiError::new(
+                ErrorCode::LimitReached,
+                "you already hold the most this sale allows per user",
+            ))
+        } else if !sale.stock.try_take(purchase.quantity) {
+            Some(ApiError::new(ErrorCode::SoldOut, "the sale is sold out"))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            drop(buyer);
+            sale.forget_if_empty(&purchase.user);
+            return Err(refusal);
+        }
+        buyer.held += purchase.quantity;
+
+        let now = Timestamp::now();
+        let reservation = Reservation {
+            order_id: OrderId::generate(),
+            sale_id: sale.sale.id.clone(),
+            user_id: purchase.user,
+            quantity: purchase.quantity,
+            idempotency_key: purchase.idempotency_key.clone(),
+            created_at: now,
+            expires_at: sale.sale.payment_deadline(now),
+        };
+        let receipt = Receipt::of(&reservation);
+        // A task of its own: the commit and, on failure, the undo happen
+        // even if the client hangs up and its request is dropped.
+        let committing = tokio::spawn(commit(
+            Arc::clone(&self.store),
+            Arc::clone(sale),
+            reservation,
+        ));
+        let outcome = async move {
+            match committing.await {
+                Ok(Ok(())) => Ok(receipt),
+                _ => Err(ApiError::unavailable(
+                    "the reservation could not be made durable; nothing was reserved",
+                )),
+            }
+        }
+        .boxed();
+        Ok(match purchase.idempotency_key {
+            Some(key) => {
+                let shared = outcome.shared();
+                buyer.answers.insert(key, shared.clone());
+                shared.boxed()
+            }
+            None => outcome,
+        })
+    }
+}
+
+/// Makes a reservation durable; if that fails, gives back what was taken.
+async fn commit(
+    store: Arc<dyn Store>,
+    sale: Arc<LiveSale>,
+    reservation: Reservation,
+) -> Result<(), StoreError> {
+    let user = reservation.user_id.clone();
+    let quantity = reservation.quantity;
+    let key = reservation.idempotency_key.clone();
+    let result = store.reserve(reservation).await;
+    if result.is_err() {
+        if let Some(key) = key {
+            sale.forget_answer(&user, &key);
+        }
+        sale.release(&user, quantity);
+    }
+    result
+}

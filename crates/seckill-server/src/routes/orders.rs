@@ -1,0 +1,112 @@
+//! Orders, each visible to its owner only: read, list, pay, cancel.
+
+use super::extract::{Id, QueryParams, json_body};
+use crate::App;
+use crate::error::{ApiError, ApiResult};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use seckill_core::{ErrorCode, Order, OrderId, SaleId};
+use seckill_store::{CancelOutcome, PayOutcome};
+use serde::Deserialize;
+
+/// Longest accepted `payment_ref`.
+const MAX_PAYMENT_REF_LEN: usize = 200;
+
+pub async fn get(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> ApiResult<Json<Order>> {
+    let user = app.auth.user(&headers)?;
+    match app.market.store().order(&OrderId::from(id)).await? {
+        Some(order) if order.user_id == user => Ok(Json(order)),
+        _ => Err(no_such_order()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    sale_id: Option<String>,
+}
+
+pub async fn list(
+    State(app): State<App>,
+    QueryParams(query): QueryParams<ListQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<Order>>> {
+    let user = app.auth.user(&headers)?;
+    let sale = query.sale_id.map(SaleId::from);
+    Ok(Json(
+        app.market.store().orders_of(&user, sale.as_ref()).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PayBody {
+    payment_ref: String,
+}
+
+pub async fn pay(
+    State(app): State<App>,
+    Id(id): Id,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Order>> {
+    let user = app.auth.user(&headers)?;
+    let PayBody { payment_ref } = json_body(body)
+        .await?
+        .ok_or_else(|| ApiError::bad_request("body: `payment_ref` is required"))?;
+    if payment_ref.trim().is_empty() || payment_ref.len() > MAX_PAYMENT_REF_LEN {
+        return Err(ApiError::bad_request(format!(
+            "field `payment_ref`: must be 1 to {MAX_PAYMENT_REF_LEN} bytes"
+        )));
+    }
+    match app
+        .market
+        .store()
+        .pay(&OrderId::from(id), &user, &payment_ref)
+        .await?
+    {
+        PayOutcome::Paid(order) => {
+            app.metrics.paid.increment(1);
+            Ok(Json(order))
+        }
+        PayOutcome::NotFound => Err(no_such_order()),
+        PayOutcome::Expired => Err(ApiError::new(
+            ErrorCode::OrderExpired,
+            "the payment deadline has passed; the units are back on sale",
+        )),
+        PayOutcome::Cancelled => Err(ApiError::new(
+            ErrorCode::OrderCancelled,
+            "the order was cancelled",
+        )),
+        PayOutcome::NotPayable => Err(ApiError::new(
+            ErrorCode::NotPayable,
+            "the order is still queued or was paid with another payment_ref",
+        )),
+    }
+}
+
+pub async fn cancel(
+    State(app): State<App>,
+    Id(id): Id,
+    headers: HeaderMap,
+) -> ApiResult<Json<Order>> {
+    let user = app.auth.user(&headers)?;
+    match app.market.store().cancel(&OrderId::from(id), &user).await? {
+        CancelOutcome::Cancelled(order, released) => {
+            app.market.release(&released);
+            app.metrics.cancelled.increment(1);
+            Ok(Json(order))
+        }
+        CancelOutcome::NotFound => Err(no_such_order()),
+        CancelOutcome::NotCancellable => Err(ApiError::new(
+            ErrorCode::NotCancellable,
+            "only an unpaid order within its payment deadline can be cancelled",
+        )),
+    }
+}
+
+fn no_such_order() -> ApiError {
+    ApiError::not_found("no such order")
+}

@@ -1,0 +1,156 @@
+//! Sales: create (admin), list, read (cacheable), live stock, report (admin).
+
+use super::extract::{Id, json_body};
+use crate::App;
+use crate::error::{ApiError, ApiResult};
+use crate::market::LiveSale;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use seckill_core::{NewSale, SaleId, StockState, Timestamp};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// A sale never changes once created, so caches may keep it a while; the
+/// ETag lets them revalidate for free.
+const SALE_CACHE_CONTROL: &str = "public, max-age=60";
+/// The stock answer may lag by up to a second (API.md).
+const STOCK_CACHE_CONTROL: &str = "public, max-age=1";
+
+pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    app.auth.admin(&headers)?;
+    let new_sale: NewSale = json_body(body)
+        .await?
+        .ok_or_else(|| ApiError::bad_request("body: a JSON sale object is required"))?;
+    if new_sale.require_purchase_token {
+        return Err(ApiError::not_implemented("require_purchase_token"));
+    }
+    let sale = app.market.create_sale(new_sale).await?;
+    tracing::info!(sale = %sale.sale.id, stock = sale.sale.stock, "sale created");
+    let location = HeaderValue::from_str(&format!("/api/v1/sales/{}", sale.sale.id))
+        .map_err(|_| ApiError::bad_request("sale id is not a header value"))?;
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, location),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+        ],
+        sale.json.clone(),
+    )
+        .into_response())
+}
+
+pub async fn list(State(app): State<App>) -> Json<Vec<seckill_core::Sale>> {
+    Json(app.market.all().iter().map(|s| s.sale.clone()).collect())
+}
+
+pub async fn get(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> ApiResult<Response> {
+    let sale = find(&app, &id)?;
+    let cache_headers = [
+        (header::ETAG, sale.etag.clone()),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(SALE_CACHE_CONTROL),
+        ),
+    ];
+    if etag_matches(&headers, &sale.etag) {
+        return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
+    }
+    Ok((
+        cache_headers,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        sale.json.clone(),
+    )
+        .into_response())
+}
+
+#[derive(Serialize)]
+struct StockView {
+    sale_id: SaleId,
+    stock: u64,
+    remaining: u64,
+    state: StockState,
+}
+
+pub async fn stock(State(app): State<App>, Id(id): Id) -> ApiResult<Response> {
+    let sale = find(&app, &id)?;
+    let remaining = sale.stock.remaining();
+    let view = StockView {
+        sale_id: sale.sale.id.clone(),
+        stock: sale.sale.stock,
+        remaining,
+        state: sale.sale.stock_state(Timestamp::now(), remaining),
+    };
+    Ok((
+        [(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(STOCK_CACHE_CONTROL),
+        )],
+        Json(view),
+    )
+        .into_response())
+}
+
+/// Units per order status, from the store, beside the live remaining count:
+/// `remaining + queued + pending_payment + paid == stock` is invariant.
+#[derive(Serialize)]
+struct Report {
+    sale_id: SaleId,
+    stock: u64,
+    remaining: u64,
+    queued: u64,
+    pending_payment: u64,
+    paid: u64,
+    expired: u64,
+    cancelled: u64,
+}
+
+pub async fn report(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> ApiResult<Response> {
+    app.auth.admin(&headers)?;
+    let sale = find(&app, &id)?;
+    let units = app.market.store().units_by_status(&sale.sale.id).await?;
+    Ok(Json(Report {
+        sale_id: sale.sale.id.clone(),
+        stock: sale.sale.stock,
+        remaining: sale.stock.remaining(),
+        queued: units.queued,
+        pending_payment: units.pending_payment,
+        paid: units.paid,
+        expired: units.expired,
+        cancelled: units.cancelled,
+    })
+    .into_response())
+}
+
+pub async fn purchase_token(State(app): State<App>, Id(id): Id) -> ApiResult<Response> {
+    find(&app, &id)?;
+    Err(ApiError::not_implemented("purchase tokens"))
+}
+
+fn find(app: &App, id: &str) -> ApiResult<Arc<LiveSale>> {
+    app.market
+        .get(id)
+        .ok_or_else(|| ApiError::not_found("no such sale"))
+}
+
+/// `If-None-Match` names our ETag (or `*`), weak or strong.
+fn etag_matches(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let Some(etag) = etag.to_str().ok() else {
+        return false;
+    };
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == etag || tag == "*")
+}

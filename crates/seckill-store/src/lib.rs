@@ -1,0 +1,118 @@
+//! Durable storage for sales and orders.
+//!
+//! [`Store`] is what the engine needs from a store; [`SqliteStore`] is the
+//! embedded implementation (one file, WAL, a single writer with group
+//! commit). Cluster stores (PostgreSQL/MySQL, Redis) implement the same trait.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use seckill_core::{Order, OrderId, OrderStatus, Sale, SaleId, Timestamp, UserId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// The writer could not commit this write (the cause is in its log) or
+    /// has shut down. Nothing of the write is durable.
+    #[error("the write was not committed")]
+    NotCommitted,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A reservation to make durable: stock already taken in memory.
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    pub order_id: OrderId,
+    pub sale_id: SaleId,
+    pub user_id: UserId,
+    pub quantity: u64,
+    pub idempotency_key: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// An order that holds stock or answers an Idempotency-Key: what the engine
+/// needs at start to rebuild stock, per-user holdings and idempotency.
+#[derive(Debug, Clone)]
+pub struct LiveOrder {
+    pub reservation: Reservation,
+    pub status: OrderStatus,
+}
+
+/// Everything the engine rebuilds its memory from at start.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub sales: Vec<Sale>,
+    pub live_orders: Vec<LiveOrder>,
+}
+
+/// Units a transition took out of an order (expiry, cancel): they go back on
+/// sale and off their owner's holding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleasedUnits {
+    pub sale_id: SaleId,
+    pub user_id: UserId,
+    pub quantity: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayOutcome {
+    /// Paid now, or earlier with the same payment reference.
+    Paid(Order),
+    NotFound,
+    /// The deadline passed first (the order may still await the sweeper).
+    Expired,
+    Cancelled,
+    /// Still queued, or already paid with another payment reference.
+    NotPayable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Cancelled(Order, ReleasedUnits),
+    NotFound,
+    NotCancellable,
+}
+
+/// Units per order status for one sale (the report's numbers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnitsByStatus {
+    pub queued: u64,
+    pub pending_payment: u64,
+    pub paid: u64,
+    pub expired: u64,
+    pub cancelled: u64,
+}
+
+/// What the engine needs from durable storage. Every state change of an
+/// order is one compare-and-set on its status (and deadline), so that pay,
+/// cancel and expiry can never both win.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn load(&self) -> StoreResult<Snapshot>;
+    async fn create_sale(&self, sale: &Sale) -> StoreResult<()>;
+    /// Returns once the reservation is durable: the caller may acknowledge it.
+    async fn reserve(&self, reservation: Reservation) -> StoreResult<()>;
+    async fn pay(
+        &self,
+        order: &OrderId,
+        owner: &UserId,
+        payment_ref: &str,
+    ) -> StoreResult<PayOutcome>;
+    async fn cancel(&self, order: &OrderId, owner: &UserId) -> StoreResult<CancelOutcome>;
+    /// Expires every unpaid order past its deadline; returns what they held.
+    async fn expire_due(&self) -> StoreResult<Vec<ReleasedUnits>>;
+    async fn order(&self, id: &OrderId) -> StoreResult<Option<Order>>;
+    async fn orders_of(&self, owner: &UserId, sale: Option<&SaleId>) -> StoreResult<Vec<Order>>;
+    async fn units_by_status(&self, sale: &SaleId) -> StoreResult<UnitsByStatus>;
+    /// Finishes every queued write, then stops the writer.
+    async fn close(&self);
+}
