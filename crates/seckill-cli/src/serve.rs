@@ -73,7 +73,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }
     }
     println!("data in {}", data_dir.display());
-    server.serve(listener, shutdown_signal()).await?;
+    server.serve(listener, shutdown_signal()).await;
     Ok(())
 }
 

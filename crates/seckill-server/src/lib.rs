@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 pub mod expiry;
+mod http1;
 pub mod market;
 pub mod metrics;
 pub mod routes;
@@ -58,24 +59,21 @@ impl Server {
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        use axum::serve::ListenerExt;
-
+    ) {
         let sweeper = expiry::spawn(Arc::clone(&self.app));
-        let listener = listener.tap_io(|socket| {
-            let _ = socket.set_nodelay(true);
-        });
         let app = Arc::clone(&self.app);
-        let served = axum::serve(listener, routes::router(Arc::clone(&self.app)))
-            .with_graceful_shutdown(async move {
+        http1::serve(
+            listener,
+            routes::router(Arc::clone(&self.app)),
+            async move {
                 shutdown.await;
                 app.draining.store(true, Ordering::Release);
                 tracing::info!("draining: no new connections, finishing in-flight requests");
-            })
-            .await;
+            },
+        )
+        .await;
         sweeper.abort();
         self.app.market.store().close().await;
         tracing::info!("stopped; every acknowledged write is committed");
-        served
     }
 }

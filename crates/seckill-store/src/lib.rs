@@ -14,9 +14,12 @@ use seckill_core::{Order, OrderId, OrderStatus, Sale, SaleId, Timestamp, UserId}
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[from] rusqlite::Error),
     #[error("migration: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    Migration(#[from] rusqlite_migration::Error),
+    /// No connection or thread to run the query on.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     /// The writer could not commit this write (the cause is in its log) or

@@ -1,6 +1,6 @@
 //! The embedded store: one SQLite file in WAL mode under the data dir.
 //!
-//! All writes go through one writer task ([`writer`]) that owns the only
+//! All writes go through one writer thread ([`writer`]) that owns the only
 //! writing connection and commits them in batches; reads use a small pool of
 //! read-only connections, which WAL lets run beside the writer.
 
@@ -8,54 +8,71 @@ mod rows;
 mod writer;
 
 use crate::{
-    CancelOutcome, LiveOrder, PayOutcome, Reservation, Snapshot, Store, StoreError, StoreResult,
-    UnitsByStatus,
+    CancelOutcome, LiveOrder, PayOutcome, ReleasedUnits, Reservation, Snapshot, Store, StoreError,
+    StoreResult, UnitsByStatus,
 };
 use async_trait::async_trait;
+use r2d2_sqlite::SqliteConnectionManager;
+use rows::{ORDER_COLUMNS, SALE_COLUMNS};
+use rusqlite::{Connection, OpenFlags, params};
+use rusqlite_migration::{M, Migrations};
 use seckill_core::{Order, OrderId, OrderStatus, Sale, SaleId, UserId};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, Row};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::{Mutex, mpsc, oneshot};
-use tokio::task::JoinHandle;
 use writer::Command;
 
 /// The database file's name inside the data dir.
 pub const DATABASE_FILE: &str = "seckill.db";
+const READERS: u32 = 4;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+type ReaderPool = r2d2::Pool<SqliteConnectionManager>;
 
 pub struct SqliteStore {
-    readers: SqlitePool,
+    readers: ReaderPool,
     writer: mpsc::Sender<Command>,
-    writer_task: Mutex<Option<JoinHandle<()>>>,
+    /// Resolves when the writer thread has committed its last batch.
+    writer_stopped: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!(
+        "../../migrations/sqlite/0001_init.sql"
+    ))])
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in `dir` and applies migrations.
     pub async fn open(dir: &Path) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::new()
-            .filename(dir.join(DATABASE_FILE))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: every commit is fsynced, so an acknowledged reservation
-            // survives a crash of the process and of the machine (I2).
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5));
-        let mut connection = options.connect().await?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&mut connection)
-            .await?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await?;
-        let (writer, writer_task) = writer::spawn(connection);
+        let path = dir.join(DATABASE_FILE);
+        tokio::task::spawn_blocking(move || Self::open_blocking(path))
+            .await
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?
+    }
+
+    fn open_blocking(path: PathBuf) -> StoreResult<Self> {
+        let mut connection = Connection::open(&path)?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: every commit is fsynced, so an acknowledged reservation
+        // survives a crash of the process and of the machine (I2).
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        migrations().to_latest(&mut connection)?;
+        let manager = SqliteConnectionManager::file(&path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(|reader| reader.busy_timeout(BUSY_TIMEOUT));
+        let readers = r2d2::Pool::builder()
+            .max_size(READERS)
+            .build(manager)
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        let (writer, writer_stopped) = writer::spawn(connection)
+            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
         Ok(Self {
             readers,
             writer,
-            writer_task: Mutex::new(Some(writer_task)),
+            writer_stopped: Mutex::new(Some(writer_stopped)),
         })
     }
 
@@ -69,45 +86,57 @@ impl SqliteStore {
         // A dropped reply means the batch failed to commit.
         result.await.map_err(|_| StoreError::NotCommitted)?
     }
+
+    /// Runs a query on a reader connection, off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = readers
+                .get()
+                .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+            query(&connection)
+        })
+        .await
+        .map_err(|error| StoreError::Unavailable(error.to_string()))?
+    }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn load(&self) -> StoreResult<Snapshot> {
-        let sales = sqlx::query(&format!(
-            "SELECT {} FROM sales ORDER BY id",
-            rows::SALE_COLUMNS
-        ))
-        .fetch_all(&self.readers)
-        .await?
-        .iter()
-        .map(rows::sale)
-        .collect::<StoreResult<_>>()?;
-        let live_orders = sqlx::query(&format!(
-            "SELECT {}, idempotency_key FROM orders
-             WHERE status IN ('queued', 'pending_payment', 'paid') OR idempotency_key IS NOT NULL",
-            rows::ORDER_COLUMNS
-        ))
-        .fetch_all(&self.readers)
-        .await?
-        .iter()
-        .map(|row| {
-            let order = rows::order(row)?;
-            Ok(LiveOrder {
-                status: order.status,
-                reservation: Reservation {
-                    order_id: order.id,
-                    sale_id: order.sale_id,
-                    user_id: order.user_id,
-                    quantity: order.quantity,
-                    idempotency_key: row.try_get("idempotency_key")?,
-                    created_at: order.created_at,
-                    expires_at: order.expires_at,
-                },
-            })
+        self.read(|db| {
+            let sales = db
+                .prepare(&format!("SELECT {SALE_COLUMNS} FROM sales ORDER BY id"))?
+                .query_map([], rows::sale)?
+                .collect::<Result<_, _>>()?;
+            let live_orders = db
+                .prepare(&format!(
+                    "SELECT {ORDER_COLUMNS}, idempotency_key FROM orders
+                     WHERE status IN ('queued', 'pending_payment', 'paid')
+                        OR idempotency_key IS NOT NULL"
+                ))?
+                .query_map([], |row| {
+                    let order = rows::order(row)?;
+                    Ok(LiveOrder {
+                        status: order.status,
+                        reservation: Reservation {
+                            order_id: order.id,
+                            sale_id: order.sale_id,
+                            user_id: order.user_id,
+                            quantity: order.quantity,
+                            idempotency_key: row.get("idempotency_key")?,
+                            created_at: order.created_at,
+                            expires_at: order.expires_at,
+                        },
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(Snapshot { sales, live_orders })
         })
-        .collect::<StoreResult<_>>()?;
-        Ok(Snapshot { sales, live_orders })
+        .await
     }
 
     async fn create_sale(&self, sale: &Sale) -> StoreResult<()> {
@@ -144,49 +173,53 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn expire_due(&self) -> StoreResult<Vec<crate::ReleasedUnits>> {
+    async fn expire_due(&self) -> StoreResult<Vec<ReleasedUnits>> {
         self.write(Command::ExpireDue).await
     }
 
     async fn order(&self, id: &OrderId) -> StoreResult<Option<Order>> {
-        sqlx::query(&format!(
-            "SELECT {} FROM orders WHERE id = ?",
-            rows::ORDER_COLUMNS
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.readers)
-        .await?
-        .as_ref()
-        .map(rows::order)
-        .transpose()
+        let id = id.clone();
+        self.read(move |db| {
+            let mut query =
+                db.prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"))?;
+            let mut found = query.query_map([id.as_str()], rows::order)?;
+            Ok(found.next().transpose()?)
+        })
+        .await
     }
 
     async fn orders_of(&self, owner: &UserId, sale: Option<&SaleId>) -> StoreResult<Vec<Order>> {
-        sqlx::query(&format!(
-            "SELECT {} FROM orders WHERE user_id = ?1 AND (?2 IS NULL OR sale_id = ?2)
-             ORDER BY created_at, id",
-            rows::ORDER_COLUMNS
-        ))
-        .bind(owner.as_str())
-        .bind(sale.map(SaleId::as_str))
-        .fetch_all(&self.readers)
-        .await?
-        .iter()
-        .map(rows::order)
-        .collect()
+        let (owner, sale) = (owner.clone(), sale.cloned());
+        self.read(move |db| {
+            Ok(db
+                .prepare_cached(&format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders
+                     WHERE user_id = ?1 AND (?2 IS NULL OR sale_id = ?2)
+                     ORDER BY created_at, id"
+                ))?
+                .query_map(
+                    params![owner.as_str(), sale.as_ref().map(SaleId::as_str)],
+                    rows::order,
+                )?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
     }
 
     async fn units_by_status(&self, sale: &SaleId) -> StoreResult<UnitsByStatus> {
+        let sale = sale.clone();
+        let counted: Vec<(String, u64)> = self
+            .read(move |db| {
+                Ok(db
+                    .prepare_cached(
+                        "SELECT status, SUM(quantity) FROM orders WHERE sale_id = ? GROUP BY status",
+                    )?
+                    .query_map([sale.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<_, _>>()?)
+            })
+            .await?;
         let mut units = UnitsByStatus::default();
-        let counted = sqlx::query(
-            "SELECT status, SUM(quantity) AS units FROM orders WHERE sale_id = ? GROUP BY status",
-        )
-        .bind(sale.as_str())
-        .fetch_all(&self.readers)
-        .await?;
-        for row in &counted {
-            let status: String = row.try_get("status")?;
-            let count = rows::unsigned(row.try_get("units")?)?;
+        for (status, count) in counted {
             match OrderStatus::parse(&status) {
                 Some(OrderStatus::Queued) => units.queued = count,
                 Some(OrderStatus::PendingPayment) => units.pending_payment = count,
@@ -200,13 +233,20 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        // The writer ends once every sender is gone and its queue is drained;
-        // this store's sender is the last one, so wait for the task instead.
-        let task = self.writer_task.lock().await.take();
-        if let Some(task) = task {
+        let stopped = self.writer_stopped.lock().await.take();
+        if let Some(stopped) = stopped {
             let _ = self.writer.send(Command::Shutdown).await;
-            let _ = task.await;
+            let _ = stopped.await;
         }
-        self.readers.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        assert!(migrations().validate().is_ok());
     }
 }
