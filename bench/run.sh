@@ -8,6 +8,9 @@
 #                every request a distinct user: each 202 is a durable
 #                (fsynced) reservation
 #   ceiling      again; the ratio divides by the mean of both ceiling rows
+# x_ceiling compares req/s; x_ceiling_cpu compares requests per CPU-second
+# of the server process, which the other process on the machine (wrk takes
+# about one of the two cores) disturbs less.
 # Afterwards it checks from the report that the reserved units equal the
 # 2xx answers and that nothing else was answered.
 #
@@ -58,6 +61,8 @@ timeout 3600 "$CEILING" --stack hyper --port $CEILING_PORT >"$OUT/ceiling.log" 2
 PIDS+=($!)
 wait_port $SECKILL_PORT
 wait_port $CEILING_PORT
+SECKILL_PID=$(pgrep -f "^$SECKILL serve --listen 127.0.0.1:$SECKILL_PORT")
+CEILING_PID=$(pgrep -f "^$CEILING --stack hyper --port $CEILING_PORT")
 URL=http://127.0.0.1:$SECKILL_PORT
 ADMIN=(-H "Authorization: Bearer $SECKILL_ADMIN_TOKEN")
 
@@ -73,11 +78,17 @@ ONE_TOKEN=$("$SECKILL" token one-buyer)
 curl -sf -X POST -H "Authorization: Bearer $ONE_TOKEN" "$URL/api/v1/sales/$SOLD_OUT_SALE/purchase" >/dev/null
 RESERVE_SALE=$(new_sale 1000000000)
 
-# row NAME CMD... : run wrk, keep its output, print "name rps p50 p99 non2xx errors".
+# cpu_ticks PID : user+system CPU ticks used so far by PID (all its threads).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# row NAME PID CMD... : run wrk against the server PID, keep its output,
+# print "name rps p50 p99 non2xx errors server_cpu_seconds requests".
 row() {
-    local name=$1; shift
+    local name=$1 pid=$2 before after; shift 2
+    before=$(cpu_ticks "$pid")
     "$@" >"$OUT/$name.txt" 2>&1
-    awk -v name="$name" '
+    after=$(cpu_ticks "$pid")
+    awk -v name="$name" -v cpu="$(( after - before ))" -v hz="$(getconf CLK_TCK)" '
         function ms(v) {
             if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
             if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
@@ -85,33 +96,38 @@ row() {
             return v + 0
         }
         /^Requests\/sec:/ { rps = $2 }
+        / requests in / { requests = $1 }
         /^ +50% / { p50 = ms($2) }
         /^ +99% / { p99 = ms($2) }
         /Non-2xx or 3xx responses:/ { non2xx = $NF }
         /Socket errors:/ { gsub(/,/, ""); for (i = 1; i <= NF; i++) if ($i ~ /^(connect|read|write|timeout)$/) err += $(i + 1) }
-        END { printf "%s %.0f %.2f %.2f %d %d\n", name, rps, p50, p99, non2xx, err }
+        END { printf "%s %.0f %.2f %.2f %d %d %.2f %d\n", name, rps, p50, p99, non2xx, err, cpu / hz, requests }
     ' "$OUT/$name.txt" | tee -a "$OUT/rows.txt"
 }
 
 WRK=(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency)
 echo "running rows ($DURATION each)..."
 : >"$OUT/rows.txt"
-row ceiling_first "${WRK[@]}" "http://127.0.0.1:$CEILING_PORT/buy/ticket" >/dev/null
-SALE=$SOLD_OUT_SALE TOKEN=$ONE_TOKEN row sold_out "${WRK[@]}" -s bench/purchase-one-user.lua "$URL" >/dev/null
-SALE=$RESERVE_SALE TOKENS_FILE=$OUT/tokens.txt row reserve "${WRK[@]}" -s bench/purchase-distinct-users.lua "$URL" >/dev/null
-row ceiling_last "${WRK[@]}" "http://127.0.0.1:$CEILING_PORT/buy/ticket" >/dev/null
+row ceiling_first "$CEILING_PID" "${WRK[@]}" "http://127.0.0.1:$CEILING_PORT/buy/ticket" >/dev/null
+SALE=$SOLD_OUT_SALE TOKEN=$ONE_TOKEN row sold_out "$SECKILL_PID" "${WRK[@]}" -s bench/purchase-one-user.lua "$URL" >/dev/null
+SALE=$RESERVE_SALE TOKENS_FILE=$OUT/tokens.txt row reserve "$SECKILL_PID" "${WRK[@]}" -s bench/purchase-distinct-users.lua "$URL" >/dev/null
+row ceiling_last "$CEILING_PID" "${WRK[@]}" "http://127.0.0.1:$CEILING_PORT/buy/ticket" >/dev/null
 
 REPORT=$(curl -sf "${ADMIN[@]}" "$URL/api/v1/sales/$RESERVE_SALE/report")
 echo "$REPORT" >"$OUT/report.json"
 
 awk -v report="$REPORT" '
-    { name[NR] = $1; rps[$1] = $2; p50[$1] = $3; p99[$1] = $4; non2xx[$1] = $5; err[$1] = $6 }
+    {
+        name[NR] = $1; rps[$1] = $2; p50[$1] = $3; p99[$1] = $4; non2xx[$1] = $5; err[$1] = $6
+        cpu[$1] = $7; per_cpu[$1] = ($7 > 0) ? $8 / $7 : 0
+    }
     END {
         ceiling = (rps["ceiling_first"] + rps["ceiling_last"]) / 2
-        printf "%-14s %10s %9s %8s %8s %8s %7s\n", "row", "req/s", "x_ceiling", "p50_ms", "p99_ms", "non2xx", "errors"
+        ceiling_cpu = (per_cpu["ceiling_first"] + per_cpu["ceiling_last"]) / 2
+        printf "%-14s %9s %9s %8s %8s %8s %7s %9s %10s %13s\n", "row", "req/s", "x_ceiling", "p50_ms", "p99_ms", "non2xx", "errors", "srv_cpu_s", "req/cpu_s", "x_ceiling_cpu"
         for (i = 1; i <= NR; i++) {
             n = name[i]
-            printf "%-14s %10d %9.2f %8.2f %8.2f %8d %7d\n", n, rps[n], rps[n] / ceiling, p50[n], p99[n], non2xx[n], err[n]
+            printf "%-14s %9d %9.2f %8.2f %8.2f %8d %7d %9.2f %10d %13.2f\n", n, rps[n], rps[n] / ceiling, p50[n], p99[n], non2xx[n], err[n], cpu[n], per_cpu[n], per_cpu[n] / ceiling_cpu
         }
         spread = rps["ceiling_first"] - rps["ceiling_last"]; if (spread < 0) spread = -spread
         printf "ceiling drift in this run: %.1f%%\n", 100 * spread / ceiling

@@ -7,6 +7,12 @@ mod token;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: a reservation allocates and
+/// frees across threads, where glibc's malloc spent a tenth of the CPU
+/// (measured with `bench/run.sh` and perf).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "seckill",
