@@ -3,9 +3,8 @@
 //! commit). A caller hears back only after its batch has committed, which is
 //! what lets the server acknowledge a reservation as durable (I2).
 //!
-//! A plain thread rather than an async task: a whole batch runs without a
-//! single hand-off between threads, so a busy machine delays it once, not
-//! at every statement (measured with `bench/run.sh`).
+//! A plain thread rather than an async task: a whole batch runs as plain
+//! synchronous code, without handing each statement to another thread.
 //!
 //! Being the only writer also makes each order transition a plain
 //! compare-and-set on its row: pay, cancel and expiry of one order are
