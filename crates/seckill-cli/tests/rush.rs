@@ -41,13 +41,7 @@ async fn two_thousand_attempts_sell_exactly_the_stock() {
             let previous = winners.insert(user.clone(), order_id);
             assert!(previous.is_none(), "{user} got two reservations (limit 1)");
         } else {
-            let (code, _) = resp.error();
-            assert_eq!(resp.status, StatusCode::CONFLICT, "{user}: {code}");
-            assert!(
-                code == "sold_out" || code == "limit_reached",
-                "{user}: unexpected refusal {code}"
-            );
-            *refusals.entry(code).or_default() += 1;
+            *refusals.entry(resp.expect_rush_refusal()).or_default() += 1;
         }
     }
     eprintln!(
@@ -172,12 +166,7 @@ async fn mixed_quantities_respect_limit_and_stock() {
             resp.accepted(&sale);
             *held.entry(user).or_default() += quantity;
         } else {
-            let (code, _) = resp.error();
-            assert_eq!(resp.status, StatusCode::CONFLICT, "{user}: {code}");
-            assert!(
-                code == "sold_out" || code == "limit_reached",
-                "{user}: unexpected refusal {code}"
-            );
+            resp.expect_rush_refusal();
         }
     }
     let reserved: u64 = held.values().sum();

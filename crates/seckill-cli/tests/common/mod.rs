@@ -705,6 +705,25 @@ impl Resp {
         message
     }
 
+    /// Asserts the refusal a buyer may get in a rush — 409 `sold_out` or
+    /// `limit_reached` — and returns its code.
+    #[track_caller]
+    pub fn expect_rush_refusal(&self) -> String {
+        let (code, _) = self.error();
+        assert_eq!(
+            self.status,
+            StatusCode::CONFLICT,
+            "{}: {code}",
+            self.request
+        );
+        assert!(
+            code == "sold_out" || code == "limit_reached",
+            "{}: unexpected refusal {code}",
+            self.request
+        );
+        code
+    }
+
     /// The `(code, message)` of an error body, asserting its exact shape.
     #[track_caller]
     pub fn error(&self) -> (String, String) {
