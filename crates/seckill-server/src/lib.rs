@@ -64,6 +64,7 @@ impl Server {
         let app = Arc::clone(&self.app);
         http1::serve(
             listener,
+            Arc::clone(&self.app),
             routes::router(Arc::clone(&self.app)),
             async move {
                 shutdown.await;

@@ -3,7 +3,7 @@
 mod extract;
 mod ops;
 mod orders;
-mod purchase;
+pub mod purchase;
 mod sales;
 
 use crate::App;
@@ -44,7 +44,7 @@ pub fn router(app: App) -> Router {
 }
 
 /// A bug must still answer in the API's shape, and the process keeps serving.
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+pub(crate) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
     ApiError::new(ErrorCode::Internal, "internal error").into_response()
 }
