@@ -58,9 +58,6 @@ impl SqliteStore {
         // survives a crash of the process and of the machine (I2).
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
-        // 64 MiB of page cache (negative = KiB): the order indexes of a big
-        // sale stay in memory while it sells.
-        connection.pragma_update(None, "cache_size", -65_536)?;
         connection.busy_timeout(BUSY_TIMEOUT)?;
         migrations().to_latest(&mut connection)?;
         let manager = SqliteConnectionManager::file(&path)
