@@ -10,6 +10,8 @@ pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use seckill_core::{Order, OrderId, OrderStatus, Sale, SaleId, Timestamp, UserId};
+use std::future::Future;
+use std::pin::Pin;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -95,6 +97,10 @@ pub struct UnitsByStatus {
     pub cancelled: u64,
 }
 
+/// A queued reservation on its way to durable storage: resolves once it
+/// has committed, or failed. It owns all it needs, so any task may wait on it.
+pub type CommitTicket = Pin<Box<dyn Future<Output = StoreResult<()>> + Send>>;
+
 /// What the engine needs from durable storage. Every state change of an
 /// order is one compare-and-set on its status (and deadline), so that pay,
 /// cancel and expiry can never both win.
@@ -102,8 +108,9 @@ pub struct UnitsByStatus {
 pub trait Store: Send + Sync + 'static {
     async fn load(&self) -> StoreResult<Snapshot>;
     async fn create_sale(&self, sale: &Sale) -> StoreResult<()>;
-    /// Returns once the reservation is durable: the caller may acknowledge it.
-    async fn reserve(&self, reservation: Reservation) -> StoreResult<()>;
+    /// Queues a reservation without waiting. Once the ticket resolves `Ok`,
+    /// the reservation is durable and the caller may acknowledge it.
+    fn reserve(&self, reservation: Reservation) -> StoreResult<CommitTicket>;
     async fn pay(
         &self,
         order: &OrderId,

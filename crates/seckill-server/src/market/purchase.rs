@@ -7,9 +7,12 @@ use crate::error::{ApiError, ApiResult};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use seckill_core::{ErrorCode, OrderId, OrderStatus, SaleId, Timestamp, UserId};
-use seckill_store::{Reservation, Store, StoreError};
+use seckill_store::{CommitTicket, Reservation, StoreError, StoreResult};
 use serde::Serialize;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 /// A purchase request that passed the cheap checks and authentication.
 pub struct Purchase {
@@ -83,24 +86,38 @@ impl Market {
         let reservation = Reservation {
             order_id: OrderId::generate(),
             sale_id: sale.sale.id.clone(),
-            user_id: purchase.user,
+            user_id: purchase.user.clone(),
             quantity: purchase.quantity,
             idempotency_key: purchase.idempotency_key.clone(),
             created_at: now,
             expires_at: sale.sale.payment_deadline(now),
         };
         let receipt = Receipt::of(&reservation);
-        // A task of its own: the commit and, on failure, the undo happen
-        // even if the client hangs up and its request is dropped.
-        let committing = tokio::spawn(commit(
-            Arc::clone(&self.store),
-            Arc::clone(sale),
-            reservation,
-        ));
+        let ticket = match self.store.reserve(reservation) {
+            Ok(ticket) => ticket,
+            Err(error) => {
+                // Nothing was queued: give back at once, through the entry
+                // this function still holds locked.
+                buyer.held -= purchase.quantity;
+                sale.stock.give_back(purchase.quantity);
+                drop(buyer);
+                sale.forget_if_empty(&purchase.user);
+                return Err(error.into());
+            }
+        };
+        let committing = Committing {
+            ticket: Some(ticket),
+            undo: Some(Undo {
+                sale: Arc::clone(sale),
+                user: purchase.user,
+                quantity: purchase.quantity,
+                idempotency_key: purchase.idempotency_key.clone(),
+            }),
+        };
         let outcome = async move {
             match committing.await {
-                Ok(Ok(())) => Ok(receipt),
-                _ => Err(ApiError::unavailable(
+                Ok(()) => Ok(receipt),
+                Err(_) => Err(ApiError::unavailable(
                     "the reservation could not be made durable; nothing was reserved",
                 )),
             }
@@ -117,21 +134,58 @@ impl Market {
     }
 }
 
-/// Makes a reservation durable; if that fails, gives back what was taken.
-async fn commit(
-    store: Arc<dyn Store>,
+/// What a purchase took in memory, to give back if its write fails.
+struct Undo {
     sale: Arc<LiveSale>,
-    reservation: Reservation,
-) -> Result<(), StoreError> {
-    let user = reservation.user_id.clone();
-    let quantity = reservation.quantity;
-    let key = reservation.idempotency_key.clone();
-    let result = store.reserve(reservation).await;
-    if result.is_err() {
-        if let Some(key) = key {
-            sale.forget_answer(&user, &key);
+    user: UserId,
+    quantity: u64,
+    idempotency_key: Option<String>,
+}
+
+impl Undo {
+    fn run(self) {
+        if let Some(key) = &self.idempotency_key {
+            self.sale.forget_answer(&self.user, key);
         }
-        sale.release(&user, quantity);
+        self.sale.release(&self.user, self.quantity);
     }
-    result
+}
+
+/// A reservation waiting for its commit; if the commit fails, the units go
+/// back. Dropped before the answer (the client hung up), it hands the wait
+/// to a task of its own, so memory and store never disagree.
+struct Committing {
+    ticket: Option<CommitTicket>,
+    undo: Option<Undo>,
+}
+
+impl Future for Committing {
+    type Output = StoreResult<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(ticket) = self.ticket.as_mut() else {
+            return Poll::Ready(Err(StoreError::NotCommitted));
+        };
+        let result = ready!(ticket.as_mut().poll(cx));
+        self.ticket = None;
+        let undo = self.undo.take();
+        if result.is_err()
+            && let Some(undo) = undo
+        {
+            undo.run();
+        }
+        Poll::Ready(result)
+    }
+}
+
+impl Drop for Committing {
+    fn drop(&mut self) {
+        if let (Some(ticket), Some(undo)) = (self.ticket.take(), self.undo.take()) {
+            tokio::spawn(async move {
+                if ticket.await.is_err() {
+                    undo.run();
+                }
+            });
+        }
+    }
 }

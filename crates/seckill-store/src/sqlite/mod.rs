@@ -8,8 +8,8 @@ mod rows;
 mod writer;
 
 use crate::{
-    CancelOutcome, LiveOrder, PayOutcome, ReleasedUnits, Reservation, Snapshot, Store, StoreError,
-    StoreResult, UnitsByStatus,
+    CancelOutcome, CommitTicket, LiveOrder, PayOutcome, ReleasedUnits, Reservation, Snapshot,
+    Store, StoreError, StoreResult, UnitsByStatus,
 };
 use async_trait::async_trait;
 use r2d2_sqlite::SqliteConnectionManager;
@@ -19,6 +19,7 @@ use rusqlite_migration::{M, Migrations};
 use seckill_core::{Order, OrderId, OrderStatus, Sale, SaleId, UserId};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use writer::Command;
 
@@ -83,8 +84,7 @@ impl SqliteStore {
             .send(command(reply))
             .await
             .map_err(|_| StoreError::NotCommitted)?;
-        // A dropped reply means the batch failed to commit.
-        result.await.map_err(|_| StoreError::NotCommitted)?
+        committed(result).await
     }
 
     /// Runs a query on a reader connection, off the async threads.
@@ -102,6 +102,11 @@ impl SqliteStore {
         .await
         .map_err(|error| StoreError::Unavailable(error.to_string()))?
     }
+}
+
+/// The writer's answer; a dropped reply means the batch did not commit.
+async fn committed<T>(result: oneshot::Receiver<StoreResult<T>>) -> StoreResult<T> {
+    result.await.map_err(|_| StoreError::NotCommitted)?
 }
 
 #[async_trait]
@@ -144,9 +149,18 @@ impl Store for SqliteStore {
         self.write(|reply| Command::CreateSale(sale, reply)).await
     }
 
-    async fn reserve(&self, reservation: Reservation) -> StoreResult<()> {
-        self.write(|reply| Command::Reserve(reservation, reply))
-            .await
+    fn reserve(&self, reservation: Reservation) -> StoreResult<CommitTicket> {
+        let (reply, result) = oneshot::channel();
+        self.writer
+            .try_send(Command::Reserve(reservation, reply))
+            .map_err(|error| match error {
+                // Far behind already: refuse now rather than queue more.
+                TrySendError::Full(_) => {
+                    StoreError::Unavailable("the writer's queue is full".into())
+                }
+                TrySendError::Closed(_) => StoreError::NotCommitted,
+            })?;
+        Ok(Box::pin(committed(result)))
     }
 
     async fn pay(
