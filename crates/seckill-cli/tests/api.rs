@@ -330,3 +330,29 @@ async fn sigterm_drains_and_exits_zero() {
         acknowledged.len()
     );
 }
+
+/// A client stalled in the middle of a request head cannot hold the
+/// shutdown: SIGTERM still exits 0, within the drain bound (5 s), far
+/// sooner than the harness's patience.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_client_cannot_hold_up_shutdown() {
+    use tokio::io::AsyncWriteExt;
+
+    let mut server = Seckill::start().await;
+    let address = server.api().base.trim_start_matches("http://").to_string();
+    let mut stalled = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let _idle = tokio::net::TcpStream::connect(&address).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = std::time::Instant::now();
+    server.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}

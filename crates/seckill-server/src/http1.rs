@@ -15,13 +15,20 @@ use futures::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
+
+/// A client gets this long to send a request's head; then its connection
+/// is closed, so slow or stalled clients cannot pin connections.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// At shutdown, how long in-flight requests get to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `router` until `shutdown` resolves, then stops accepting and
 /// waits for every open connection to finish its in-flight request.
@@ -42,7 +49,7 @@ pub async fn serve(
                 Err(error) => {
                     // Out of file descriptors and the like: back off, go on.
                     tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
             },
@@ -66,7 +73,10 @@ pub async fn serve(
                 )
             }
         });
-        let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // Resets and half-closed sockets are routine under a crowd.
@@ -74,5 +84,10 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain timeout; closing them");
+    }
 }
