@@ -93,26 +93,25 @@ impl Market {
             expires_at: sale.sale.payment_deadline(now),
         };
         let receipt = Receipt::of(&reservation);
+        let undo = Undo {
+            sale: Arc::clone(sale),
+            user: purchase.user,
+            quantity: purchase.quantity,
+            idempotency_key: purchase.idempotency_key.clone(),
+        };
         let ticket = match self.store.reserve(reservation) {
             Ok(ticket) => ticket,
             Err(error) => {
-                // Nothing was queued: give back at once, through the entry
-                // this function still holds locked.
-                buyer.held -= purchase.quantity;
-                sale.stock.give_back(purchase.quantity);
+                // Nothing was queued: give back at once, once the buyer's
+                // entry is unlocked (the undo locks it again).
                 drop(buyer);
-                sale.forget_if_empty(&purchase.user);
+                undo.run();
                 return Err(error.into());
             }
         };
         let committing = Committing {
             ticket: Some(ticket),
-            undo: Some(Undo {
-                sale: Arc::clone(sale),
-                user: purchase.user,
-                quantity: purchase.quantity,
-                idempotency_key: purchase.idempotency_key.clone(),
-            }),
+            undo: Some(undo),
         };
         let outcome = async move {
             match committing.await {

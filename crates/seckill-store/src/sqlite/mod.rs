@@ -49,7 +49,7 @@ impl SqliteStore {
         let path = dir.join(DATABASE_FILE);
         tokio::task::spawn_blocking(move || Self::open_blocking(path))
             .await
-            .map_err(|error| StoreError::Unavailable(error.to_string()))?
+            .map_err(unavailable)?
     }
 
     fn open_blocking(path: PathBuf) -> StoreResult<Self> {
@@ -67,9 +67,8 @@ impl SqliteStore {
         let readers = r2d2::Pool::builder()
             .max_size(READERS)
             .build(manager)
-            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
-        let (writer, writer_stopped) = writer::spawn(connection)
-            .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+            .map_err(unavailable)?;
+        let (writer, writer_stopped) = writer::spawn(connection).map_err(unavailable)?;
         Ok(Self {
             readers,
             writer,
@@ -94,14 +93,17 @@ impl SqliteStore {
     ) -> StoreResult<T> {
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
-            let connection = readers
-                .get()
-                .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+            let connection = readers.get().map_err(unavailable)?;
             query(&connection)
         })
         .await
-        .map_err(|error| StoreError::Unavailable(error.to_string()))?
+        .map_err(unavailable)?
     }
+}
+
+/// No pool connection, thread or task to run on.
+fn unavailable(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(error.to_string())
 }
 
 /// The writer's answer; a dropped reply means the batch did not commit.
