@@ -1,6 +1,7 @@
 //! `seckill`: the flash-sale engine and its tools.
 
 mod config;
+mod plan;
 mod secrets;
 mod serve;
 mod token;
@@ -30,6 +31,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Print user tokens (JWT) signed with the engine's secret, for curl and load tests.
     Token(token::TokenArgs),
+    /// Capacity planning from the articles' formulas: requests/day → peak QPS → nodes; stock → quotas.
+    Plan(plan::PlanArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +40,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Token(args) => token::run(args),
+        Command::Plan(args) => plan::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
