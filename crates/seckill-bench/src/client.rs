@@ -29,7 +29,9 @@ pub struct Endpoint {
 impl Endpoint {
     /// Parses `http://HOST:PORT[/path]` and resolves the host once.
     pub fn parse(url: &str) -> Result<Self> {
-        let uri: Uri = url.parse().with_context(|| format!("{url:?} is not a URL"))?;
+        let uri: Uri = url
+            .parse()
+            .with_context(|| format!("{url:?} is not a URL"))?;
         if uri.scheme_str() != Some("http") {
             bail!("{url:?}: only http:// URLs are supported");
         }
@@ -48,6 +50,15 @@ impl Endpoint {
             url: url.trim_end_matches('/').to_string(),
         })
     }
+}
+
+/// Whether an id can go into a request path as it is (the engine's ids
+/// are UUIDs); anything else is refused rather than escaped.
+pub fn is_plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A request to send: the path must be a valid request target (the
@@ -312,8 +323,8 @@ mod tests {
     /// and records what it received.
     async fn serve(responses: Vec<&'static [u8]>) -> (Endpoint, tokio::task::JoinHandle<Vec<u8>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = Endpoint::parse(&format!("http://{}/x", listener.local_addr().unwrap()))
-            .unwrap();
+        let endpoint =
+            Endpoint::parse(&format!("http://{}/x", listener.local_addr().unwrap())).unwrap();
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
             let mut received = Vec::new();
@@ -354,7 +365,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_closed_mid_answer_is_an_error_and_reopens() {
-        let (endpoint, _server) = serve(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"]).await;
+        let (endpoint, _server) =
+            serve(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"]).await;
         let mut connection = Connection::new(&endpoint);
         assert!(connection.send(&Request::get("/", None)).await.is_err());
         assert!(connection.stream.is_none());

@@ -78,8 +78,7 @@ impl Crowd {
     /// One token per line (blank lines ignored), as `seckill token --count` prints them.
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        Self::from_lines(Bytes::from(text))
-            .with_context(|| format!("tokens in {}", path.display()))
+        Self::from_lines(Bytes::from(text)).with_context(|| format!("tokens in {}", path.display()))
     }
 
     fn from_lines(tokens: Bytes) -> Result<Self> {

@@ -1,7 +1,7 @@
 //! What the crowd saw: one `Recorder` per generator thread (no sharing on
 //! the hot path), merged when the run ends.
 
-use crate::client::Answer;
+use crate::client::{Answer, is_plain_id};
 use hdrhistogram::Histogram;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -64,11 +64,13 @@ pub fn error_code(body: &[u8]) -> Option<&str> {
         .map(|body| body.error.code)
 }
 
-/// The order id of a 202 purchase answer or an order body.
+/// The order id of a 202 purchase answer or an order body, if it is one
+/// that can be put in a path.
 pub fn order_id(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<OrderBody>(body)
         .ok()
         .map(|body| body.order_id)
+        .filter(|id| is_plain_id(id))
 }
 
 pub struct Recorder {
@@ -259,15 +261,14 @@ mod tests {
         let reserved = answer(202, r#"{"order_id":"o1","status":"pending_payment"}"#);
         let sold_out = answer(409, r#"{"error":{"code":"sold_out","message":"x"}}"#);
         let limit = answer(409, r#"{"error":{"code":"limit_reached","message":"x"}}"#);
-        for (recorder, user, answer) in [
-            (&mut one, 1, &reserved),
-            (&mut one, 2, &sold_out),
-            (&mut two, 2, &sold_out),
-            (&mut two, 3, &limit),
-        ] {
+        let see = |recorder: &mut Recorder, user: usize, answer: &Answer| {
             recorder.answer(start, answer);
             recorder.purchase(user, answer);
-        }
+        };
+        see(&mut one, 1, &reserved);
+        see(&mut one, 2, &sold_out);
+        see(&mut two, 2, &sold_out);
+        see(&mut two, 3, &limit);
         two.error(start);
         one.merge(two);
         assert_eq!(
@@ -283,7 +284,11 @@ mod tests {
         assert_eq!(one.errors, 1);
         assert_eq!(one.status[&409], 3);
         assert_eq!(one.codes["sold_out"], 2);
-        assert_eq!(one.decided_users(), 2, "users 1 and 2; 3 was refused by limit");
+        assert_eq!(
+            one.decided_users(),
+            2,
+            "users 1 and 2; 3 was refused by limit"
+        );
         assert_eq!(one.reserved[0].order_id, "o1");
         assert!(one.first_sold_out.is_some());
         assert_eq!(one.timeline[0].requests, 5);

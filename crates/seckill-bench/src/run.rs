@@ -80,8 +80,8 @@ pub fn run(target: &Target, load: Load) -> Measured {
         let progress = scope.spawn(|| show_progress(&shared, &finished));
         let generators: Vec<_> = (0..threads)
             .map(|thread| {
-                let connections = load.connections / threads
-                    + usize::from(thread < load.connections % threads);
+                let connections =
+                    load.connections / threads + usize::from(thread < load.connections % threads);
                 let shared = &shared;
                 scope.spawn(move || generate(shared, connections))
             })

@@ -1,7 +1,7 @@
 //! What the crowd does: each scenario turns a request number into one
 //! user's visit — a purchase, a read, or a whole buy-poll-pay session.
 
-use crate::client::{Answer, Connection, Endpoint, Request};
+use crate::client::{Answer, Connection, Endpoint, Request, is_plain_id};
 use crate::crowd::Crowd;
 use crate::recorder::{Recorder, order_id};
 use anyhow::{Result, bail};
@@ -66,6 +66,8 @@ static ONE_UNIT: &[u8] = br#"{"quantity":1}"#;
 pub struct Target {
     pub endpoint: Endpoint,
     pub scenario: Scenario,
+    /// The sale the crowd visits (`None` for `get`).
+    pub sale: Option<String>,
     pub crowd: Option<Crowd>,
     /// Distinct users; user `n % users` makes visit `n`.
     pub users: usize,
@@ -105,6 +107,7 @@ impl Target {
         Ok(Self {
             endpoint,
             scenario,
+            sale: sale.map(str::to_string),
             crowd,
             users,
             pay_percent,
@@ -118,7 +121,7 @@ impl Target {
             .expect("Target::new requires a sale for sale scenarios")
     }
 
-    fn bearer(&self, user: usize) -> &[u8] {
+    pub(crate) fn bearer(&self, user: usize) -> &[u8] {
         self.crowd
             .as_ref()
             .expect("Target::new requires tokens for buying scenarios")
@@ -128,7 +131,7 @@ impl Target {
 
 impl SalePaths {
     fn new(sale: &str) -> Result<Self> {
-        if sale.is_empty() || !sale.bytes().all(is_id_byte) {
+        if !is_plain_id(sale) {
             bail!("sale id {sale:?}: expected letters, digits, '-' or '_'");
         }
         let path = format!("/api/v1/sales/{sale}");
@@ -138,11 +141,6 @@ impl SalePaths {
             detail: path,
         })
     }
-}
-
-/// Ids that go into request paths as they are: the server's ids are UUIDs.
-fn is_id_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_'
 }
 
 /// One connection's player: it makes visits one after another and records
@@ -165,7 +163,11 @@ impl Visitor<'_> {
             }
             Scenario::Browse => {
                 let paths = target.paths();
-                let path = if visit % 2 == 0 { &paths.detail } else { &paths.stock };
+                let path = if visit.is_multiple_of(2) {
+                    &paths.detail
+                } else {
+                    &paths.stock
+                };
                 self.read(due, path).await;
             }
             Scenario::Rush => {
@@ -173,9 +175,13 @@ impl Visitor<'_> {
             }
             Scenario::Mixed => {
                 let user = ((visit / 2) % target.users as u64) as usize;
-                if visit % 2 == 0 {
+                if visit.is_multiple_of(2) {
                     let paths = target.paths();
-                    let path = if visit % 4 == 0 { &paths.detail } else { &paths.stock };
+                    let path = if visit.is_multiple_of(4) {
+                        &paths.detail
+                    } else {
+                        &paths.stock
+                    };
                     self.read(due, path).await;
                 } else {
                     self.buy(due, user).await;
@@ -205,7 +211,11 @@ impl Visitor<'_> {
     /// One purchase attempt of one unit; the order id when reserved.
     async fn buy(&mut self, due: Instant, user: usize) -> Option<String> {
         let target = self.target;
-        let request = Request::post(&target.paths().purchase, Some(target.bearer(user)), ONE_UNIT);
+        let request = Request::post(
+            &target.paths().purchase,
+            Some(target.bearer(user)),
+            ONE_UNIT,
+        );
         let answer = self.send(due, &request).await?;
         self.recorder.borrow_mut().purchase(user, &answer);
         (answer.status == 202)
@@ -218,14 +228,13 @@ impl Visitor<'_> {
         let Some(order) = self.buy(due, user).await else {
             return;
         };
-        if !order.bytes().all(is_id_byte) {
-            return; // not an id this client can put in a path; the check after the run reports it
-        }
         let target = self.target;
         let bearer = Some(target.bearer(user));
         let order_path = format!("/api/v1/orders/{order}");
         for _ in 0..POLL_ATTEMPTS {
-            let Some(answer) = self.send(Instant::now(), &Request::get(&order_path, bearer)).await
+            let Some(answer) = self
+                .send(Instant::now(), &Request::get(&order_path, bearer))
+                .await
             else {
                 return;
             };

@@ -1,5 +1,6 @@
 //! `seckill`: the flash-sale engine and its tools.
 
+mod bench;
 mod config;
 mod plan;
 mod secrets;
@@ -31,6 +32,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Print user tokens (JWT) signed with the engine's secret, for curl and load tests.
     Token(token::TokenArgs),
+    /// Load generator: a crowd of distinct users against a seckill URL, measured, then checked.
+    Bench(bench::BenchArgs),
     /// Capacity planning from the articles' formulas: requests/day → peak QPS → nodes; stock → quotas.
     Plan(plan::PlanArgs),
 }
@@ -40,6 +43,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Token(args) => token::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Plan(args) => plan::run(args),
     };
     match result {

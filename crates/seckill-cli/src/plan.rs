@@ -6,6 +6,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use seckill_bench::report::thousands;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -88,7 +89,7 @@ struct Sale {
 
 /// The one field of a `seckill bench --json` report that plan needs.
 #[derive(Deserialize)]
-struct BenchReport {
+struct BenchRps {
     rps: f64,
 }
 
@@ -180,17 +181,15 @@ fn plan(args: &PlanArgs) -> Result<Plan> {
         _ => bail!("--threads and --rt-ms go together"),
     };
 
-    if !(args.headroom.is_finite() && args.headroom >= 0.0) {
-        bail!(
-            "--headroom must be a finite fraction ≥ 0, got {}",
-            args.headroom
-        );
+    let headroom = args.headroom;
+    if !(headroom.is_finite() && headroom >= 0.0) {
+        bail!("--headroom must be a finite fraction ≥ 0, got {headroom}");
     }
     let (nodes, recommended_nodes) = match node {
         Some((qps, _)) => {
             let too_many = "more nodes than can be counted: check the QPS figures";
             let nodes = ceil_ratio(peak_qps, qps).context(too_many)?;
-            let spare = ceil_ratio(peak_qps * (1.0 + args.headroom), qps).context(too_many)?;
+            let spare = ceil_ratio(peak_qps * (1.0 + headroom), qps).context(too_many)?;
             (Some(nodes), Some(spare.max(nodes)))
         }
         None => (None, None),
@@ -217,7 +216,7 @@ fn plan(args: &PlanArgs) -> Result<Plan> {
         node_qps: node.map(|(qps, _)| qps),
         node_qps_source: node.map(|(_, source)| source),
         nodes,
-        headroom: args.headroom,
+        headroom,
         recommended_nodes,
         sale,
     })
@@ -226,7 +225,7 @@ fn plan(args: &PlanArgs) -> Result<Plan> {
 fn bench_rps(path: &Path) -> Result<f64> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading --from-bench {}", path.display()))?;
-    let report: BenchReport = serde_json::from_str(&text)
+    let report: BenchRps = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a `seckill bench --json` report", path.display()))?;
     positive("the bench report's rps", report.rps)
 }
@@ -240,12 +239,17 @@ fn sale(stock: u64, crowd: u64, nodes: u64, buffer: Option<u64>) -> Result<Sale>
             bail!("{flag} must be > 0");
         }
     }
+    // The stock is split so that the shares add up to it exactly: the
+    // largest share is this, the others one less.
     let per_node_share = stock.div_ceil(nodes);
     let buffer = buffer.unwrap_or(per_node_share.div_ceil(10));
     let too_big = "the sale's numbers are too large";
     let per_node_quota = per_node_share.checked_add(buffer).context(too_big)?;
-    // All quotas used up: stock + nodes × buffer when the stock splits evenly.
-    let redis_calls_max = nodes.checked_mul(per_node_quota).context(too_big)?;
+    // Every quota used up: the shares (the stock) plus every node's buffer.
+    let redis_calls_max = nodes
+        .checked_mul(buffer)
+        .and_then(|buffers| buffers.checked_add(stock))
+        .context(too_big)?;
     Ok(Sale {
         stock,
         crowd,
@@ -256,19 +260,6 @@ fn sale(stock: u64, crowd: u64, nodes: u64, buffer: Option<u64>) -> Result<Sale>
         redis_calls_max,
         refused_locally_share: crowd.saturating_sub(redis_calls_max) as f64 / crowd as f64,
     })
-}
-
-/// 1234567 → "1,234,567".
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
 }
 
 /// A QPS for display: rounded to an integer.
@@ -286,25 +277,38 @@ fn num(value: f64) -> String {
     }
 }
 
+/// Rows of `label  value  how it was computed`, printed aligned.
+#[derive(Default)]
+struct Table(Vec<[String; 3]>);
+
+impl Table {
+    fn row(&mut self, label: impl Into<String>, value: impl Into<String>, how: impl Into<String>) {
+        self.0.push([label.into(), value.into(), how.into()]);
+    }
+
+    fn render(&self) -> String {
+        let width = |column: usize| self.0.iter().map(|r| r[column].chars().count()).max();
+        let (label_width, value_width) = (width(0).unwrap_or(0), width(1).unwrap_or(0));
+        let line = |[label, value, how]: &[String; 3]| {
+            let line = format!("{label:<label_width$}  {value:>value_width$}  {how}");
+            format!("{}\n", line.trim_end())
+        };
+        self.0.iter().map(line).collect()
+    }
+}
+
 fn table(args: &PlanArgs, plan: &Plan) -> String {
-    let mut rows: Vec<[String; 3]> = Vec::new();
-    let mut row = |label: &str, value: String, how: String| rows.push([label.into(), value, how]);
+    let mut table = Table::default();
+    let peak = qps(plan.peak_qps);
     match (plan.avg_peak_qps, args.requests_per_day, args.active_hours) {
         (Some(avg), Some(requests), Some(hours)) => {
-            let how = format!(
-                "{} × 0.8 / ({} h × 0.2 × 3600 s)",
-                num(requests),
-                num(hours)
-            );
-            row("average peak QPS", qps(avg), how);
-            let burst = plan.burst.unwrap_or(DEFAULT_BURST);
-            row(
-                "peak QPS",
-                qps(plan.peak_qps),
-                format!("× burst {}", num(burst)),
-            );
+            let (requests, hours) = (num(requests), num(hours));
+            let how = format!("{requests} × 0.8 / ({hours} h × 0.2 × 3600 s)");
+            table.row("average peak QPS", qps(avg), how);
+            let burst = num(plan.burst.unwrap_or(DEFAULT_BURST));
+            table.row("peak QPS", &peak, format!("× burst {burst}"));
         }
-        _ => row("peak QPS", qps(plan.peak_qps), "--peak-qps".into()),
+        _ => table.row("peak QPS", &peak, "--peak-qps"),
     }
     match (plan.node_qps, plan.nodes, plan.recommended_nodes) {
         (Some(node_qps), Some(nodes), Some(recommended)) => {
@@ -315,63 +319,55 @@ fn table(args: &PlanArgs, plan: &Plan) -> String {
                 }
                 _ => "--node-qps".into(),
             };
-            row("per-node QPS", qps(node_qps), how);
-            let (peak, node) = (qps(plan.peak_qps), qps(node_qps));
-            row("nodes", thousands(nodes), format!("ceil({peak} / {node})"));
+            let node = qps(node_qps);
+            table.row("per-node QPS", &node, how);
+            table.row("nodes", thousands(nodes), format!("ceil({peak} / {node})"));
+            let label = format!("with headroom {}%", num(plan.headroom * 100.0));
             let factor = num(1.0 + plan.headroom);
-            row(
-                &format!("with headroom {}%", num(plan.headroom * 100.0)),
-                thousands(recommended),
-                format!("ceil({peak} × {factor} / {node}): a node lost, or slower than measured"),
-            );
+            let how =
+                format!("ceil({peak} × {factor} / {node}): a node lost, or slower than measured");
+            table.row(label, thousands(recommended), how);
         }
-        _ => row(
+        _ => table.row(
             "nodes",
-            "?".into(),
-            "needs a per-node QPS: --node-qps, --from-bench, or --threads with --rt-ms".into(),
+            "?",
+            "needs --node-qps, --from-bench or --threads/--rt-ms",
         ),
     }
     if let Some(sale) = &plan.sale {
         let (stock, nodes) = (thousands(sale.stock), thousands(sale.nodes));
         let share = thousands(sale.per_node_share);
         let quota = thousands(sale.per_node_quota);
-        row("stock", stock.clone(), String::new());
-        row("crowd", thousands(sale.crowd), String::new());
-        let how = if args.nodes.is_some() {
-            "--nodes"
-        } else {
-            "as computed"
-        };
-        row("sale nodes", nodes.clone(), how.into());
-        row(
+        table.row("stock", &stock, "");
+        table.row("crowd", thousands(sale.crowd), "");
+        let how = args.nodes.map_or("as computed", |_| "--nodes");
+        table.row("sale nodes", &nodes, how);
+        table.row(
             "per-node share",
-            share.clone(),
-            format!("ceil({stock} / {nodes})"),
+            &share,
+            format!("ceil({stock} / {nodes}); the shares add up to the stock"),
         );
-        let how = match args.buffer {
-            Some(_) => "--buffer".into(),
-            None => format!("ceil(10% of {share})"),
-        };
-        row("buffer", thousands(sale.buffer), how);
-        let how = "share + buffer: sold locally, then confirmed in Redis".to_string();
-        row("per-node quota", quota.clone(), how);
-        let how = format!("{nodes} × {quota}");
-        row("Redis calls at most", thousands(sale.redis_calls_max), how);
+        let how = args
+            .buffer
+            .map_or(format!("ceil(10% of {share})"), |_| "--buffer".into());
+        table.row("buffer", thousands(sale.buffer), how);
+        let how = "share + buffer: sold locally, then confirmed in Redis";
+        table.row("per-node quota", &quota, how);
+        let calls = thousands(sale.redis_calls_max);
+        let buffer = thousands(sale.buffer);
+        table.row(
+            "Redis calls at most",
+            calls,
+            format!("{stock} + {nodes} × {buffer}"),
+        );
         let refused = format!("{:.1}%", sale.refused_locally_share * 100.0);
-        row(
+        table.row(
             "refused locally",
             refused,
-            "rest of the crowd, without calling Redis".into(),
+            "the rest, without calling Redis",
         );
     }
-    let label_width = rows.iter().map(|r| r[0].chars().count()).max().unwrap_or(0);
-    let value_width = rows.iter().map(|r| r[1].chars().count()).max().unwrap_or(0);
-    rows.iter()
-        .map(|[label, value, how]| {
-            let line = format!("{label:<label_width$}  {value:>value_width$}  {how}");
-            format!("{}\n", line.trim_end())
-        })
-        .collect()
+    table.render()
 }
 
 #[cfg(test)]
@@ -444,13 +440,5 @@ mod tests {
         ] {
             assert!(plan_of(flags).is_err(), "{flags:?} was accepted");
         }
-    }
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1389), "1,389");
-        assert_eq!(thousands(5_000_000), "5,000,000");
     }
 }

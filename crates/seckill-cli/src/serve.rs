@@ -35,16 +35,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let jwt_secret = secrets::load_or_generate(
         &data_dir,
         JWT_SECRET_FILE,
-        std::env::var("SECKILL_JWT_SECRET")
-            .ok()
-            .or(resolved.file.jwt_secret),
+        secrets::given(resolved.file.jwt_secret.as_ref(), "SECKILL_JWT_SECRET"),
     )?;
     let admin_token = secrets::load_or_generate(
         &data_dir,
         ADMIN_TOKEN_FILE,
-        std::env::var("SECKILL_ADMIN_TOKEN")
-            .ok()
-            .or(resolved.file.admin_token),
+        secrets::given(resolved.file.admin_token.as_ref(), "SECKILL_ADMIN_TOKEN"),
     )?;
 
     let store = SqliteStore::open(&data_dir)

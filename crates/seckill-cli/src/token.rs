@@ -2,12 +2,12 @@
 //! line, for trying the API with curl and for load tests with many users.
 
 use crate::config::StoreArgs;
-use crate::secrets::{self, JWT_SECRET_FILE};
+use crate::secrets;
 use anyhow::Result;
 use clap::Args;
-use jsonwebtoken::{EncodingKey, Header};
-use serde::Serialize;
+use jsonwebtoken::EncodingKey;
 use std::io::Write;
+use std::time::Duration;
 
 #[derive(Args)]
 pub struct TokenArgs {
@@ -23,31 +23,13 @@ pub struct TokenArgs {
     store: StoreArgs,
 }
 
-#[derive(Serialize)]
-struct Claims<'a> {
-    sub: &'a str,
-    exp: u64,
-}
-
 pub fn run(args: TokenArgs) -> Result<()> {
-    let resolved = args.store.resolve()?;
-    let secret = match std::env::var("SECKILL_JWT_SECRET")
-        .ok()
-        .or(resolved.file.jwt_secret)
-    {
-        Some(secret) if !secret.is_empty() => secret,
-        _ => secrets::read_existing(&resolved.data_dir.join(JWT_SECRET_FILE))?.value,
-    };
+    let secret = secrets::existing_jwt_secret(&args.store.resolve()?)?;
     let key = EncodingKey::from_secret(secret.as_bytes());
-    let header = Header::default();
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs()
-        + args.ttl_secs;
+    let ttl = Duration::from_secs(args.ttl_secs);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut print = |sub: &str| -> Result<()> {
-        let token = jsonwebtoken::encode(&header, &Claims { sub, exp }, &key)?;
-        writeln!(out, "{token}")?;
+        writeln!(out, "{}", seckill_bench::crowd::mint(&key, sub, ttl)?)?;
         Ok(())
     };
     match args.count {
