@@ -45,15 +45,17 @@ pub struct StockView {
     pub remaining: u64,
 }
 
+/// Each call opens its own connection: calls are few and far apart (a
+/// kept-alive one would have been closed by the server during the run).
 pub struct Api {
-    connection: Connection,
+    endpoint: Endpoint,
     admin: Option<Vec<u8>>,
 }
 
 impl Api {
     pub fn new(endpoint: &Endpoint, admin_token: Option<&str>) -> Self {
         Self {
-            connection: Connection::new(endpoint),
+            endpoint: endpoint.clone(),
             admin: admin_token.map(|token| format!("Bearer {token}").into_bytes()),
         }
     }
@@ -63,7 +65,7 @@ impl Api {
     }
 
     pub async fn send(&mut self, request: &Request<'_>) -> Result<Answer> {
-        self.connection.send(request).await
+        Connection::new(&self.endpoint).send(request).await
     }
 
     async fn json<T: DeserializeOwned>(&mut self, request: &Request<'_>) -> Result<T> {

@@ -135,12 +135,16 @@ impl BenchReport {
             Some(rate) => format!(", {} visits/s offered", thousands(rate.round() as u64)),
             None => String::new(),
         };
+        let users = if self.scenario.buys() {
+            format!("{} users, ", thousands(self.users))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "{} on {}{sale}: {} users, {} connections, {} thread(s){model}",
+            "{} on {}{sale}: {users}{} connections, {} thread(s){model}",
             self.scenario.name(),
             self.url,
-            thousands(self.users),
             self.connections,
             self.threads
         );

@@ -2,6 +2,7 @@
 
 mod bench;
 mod config;
+mod demo;
 mod plan;
 mod secrets;
 mod serve;
@@ -32,6 +33,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Print user tokens (JWT) signed with the engine's secret, for curl and load tests.
     Token(token::TokenArgs),
+    /// One command shows it all: an engine, a sale, a rush of a million users, the checks; then keeps serving.
+    Demo(demo::DemoArgs),
     /// Load generator: a crowd of distinct users against a seckill URL, measured, then checked.
     Bench(bench::BenchArgs),
     /// Capacity planning from the articles' formulas: requests/day → peak QPS → nodes; stock → quotas.
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Token(args) => token::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Plan(args) => plan::run(args),
     };

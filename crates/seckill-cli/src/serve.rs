@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use seckill_server::{Server, ServerConfig};
 use seckill_store::SqliteStore;
+use std::path::Path;
 use std::sync::Arc;
 
 #[derive(Args)]
@@ -18,7 +19,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
-    init_logging();
+    init_logging("info");
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -43,18 +44,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         secrets::given(resolved.file.admin_token.as_ref(), "SECKILL_ADMIN_TOKEN"),
     )?;
 
-    let store = SqliteStore::open(&data_dir)
-        .await
-        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-    let server = Server::open(
-        ServerConfig {
-            jwt_secret: jwt_secret.value.into_bytes(),
-            admin_token: admin_token.value,
-        },
-        Arc::new(store),
-    )
-    .await
-    .context("loading the store")?;
+    let server = open_server(&data_dir, &jwt_secret.value, &admin_token.value).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -73,8 +63,24 @@ async fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
+/// The embedded engine on `data_dir`: the SQLite store opened, memory rebuilt.
+pub async fn open_server(data_dir: &Path, jwt_secret: &str, admin_token: &str) -> Result<Server> {
+    let store = SqliteStore::open(data_dir)
+        .await
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    Server::open(
+        ServerConfig {
+            jwt_secret: jwt_secret.as_bytes().to_vec(),
+            admin_token: admin_token.to_string(),
+        },
+        Arc::new(store),
+    )
+    .await
+    .context("loading the store")
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
@@ -97,10 +103,10 @@ async fn shutdown_signal() {
     }
 }
 
-/// Human logs on stderr; `RUST_LOG` filters (default `info`).
-fn init_logging() {
+/// Human logs on stderr; `RUST_LOG` filters (default `level`).
+pub fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
