@@ -430,6 +430,15 @@ impl Api {
         format!("{}{path}", self.base)
     }
 
+    /// The server's JWT secret, for tools that mint their own tokens.
+    pub fn jwt_secret(&self) -> &str {
+        &self.jwt_secret
+    }
+
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
     /// Sends a request; transport errors (e.g. the server died) are returned.
     pub async fn try_call(
         &self,
