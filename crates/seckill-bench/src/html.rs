@@ -53,7 +53,7 @@ svg text {{ font: 11px system-ui, sans-serif; fill: #555; }}
 </body></html>
 "#,
         title = escape(&title),
-        summary = escape(&report.summary()),
+        summary = escape(&report.measurements()),
         verdict = if report.invariants.ok {
             "hold"
         } else {

@@ -123,8 +123,13 @@ impl BenchReport {
         }
     }
 
-    /// The human summary printed after a run.
+    /// The human summary printed after a run: what was measured, then the checks.
     pub fn summary(&self) -> String {
+        self.measurements() + &self.checks()
+    }
+
+    /// Throughput, latency and answers, in the spirit of wrk.
+    pub fn measurements(&self) -> String {
         let mut out = String::new();
         let sale = self
             .sale
@@ -198,6 +203,12 @@ impl BenchReport {
                 let _ = writeln!(out, "  the stock lasted {lasted:.2}s");
             }
         }
+        out
+    }
+
+    /// The invariant checks, one per line.
+    pub fn checks(&self) -> String {
+        let mut out = String::new();
         let verdict = if self.invariants.ok { "hold" } else { "FAILED" };
         let _ = writeln!(out, "invariants {verdict}");
         for check in &self.invariants.checks {
