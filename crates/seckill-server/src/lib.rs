@@ -8,6 +8,7 @@ pub mod expiry;
 mod http1;
 pub mod market;
 pub mod metrics;
+pub mod purchase_token;
 pub mod routes;
 
 use auth::Auth;
@@ -28,6 +29,7 @@ pub struct ServerConfig {
 pub struct AppState {
     pub market: Market,
     pub auth: Auth,
+    pub purchase_tokens: purchase_token::PurchaseTokens,
     pub metrics: metrics::Metrics,
     /// Set at shutdown: readiness fails while in-flight requests finish.
     pub draining: AtomicBool,
@@ -47,6 +49,7 @@ impl Server {
         let app = Arc::new(AppState {
             market: Market::restore(store, snapshot),
             auth: Auth::new(&config.jwt_secret, &config.admin_token),
+            purchase_tokens: purchase_token::PurchaseTokens::new(&config.jwt_secret),
             metrics: metrics::Metrics::new(),
             draining: AtomicBool::new(false),
         });

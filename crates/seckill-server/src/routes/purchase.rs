@@ -14,6 +14,9 @@ use seckill_core::{ErrorCode, SalePhase, Timestamp};
 use serde::Deserialize;
 use std::sync::Arc;
 
+/// Where a sale with `require_purchase_token` looks for the token.
+const PURCHASE_TOKEN_HEADER: &str = "x-purchase-token";
+
 /// Longest accepted Idempotency-Key.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 
@@ -109,6 +112,13 @@ async fn reserve(
     body: Body,
 ) -> ApiResult<Response> {
     let user = app.auth.user(headers)?;
+    if sale.sale.require_purchase_token {
+        let token = headers
+            .get(PURCHASE_TOKEN_HEADER)
+            .map(HeaderValue::as_bytes);
+        app.purchase_tokens
+            .check(&sale.sale.id, &user, token, Timestamp::now())?;
+    }
     let request = json_body::<PurchaseBody>(body).await?.unwrap_or_default();
     let quantity = sale.sale.check_quantity(request.quantity)?;
     let idempotency_key = idempotency_key(headers)?;

@@ -2,14 +2,14 @@
 
 use super::extract::{Id, json_body};
 use crate::App;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, canned};
 use crate::market::LiveSale;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use seckill_core::{NewSale, SaleId, StockState, Timestamp};
+use seckill_core::{NewSale, SaleId, SalePhase, StockState, Timestamp};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -24,9 +24,6 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> A
     let new_sale: NewSale = json_body(body)
         .await?
         .ok_or_else(|| ApiError::bad_request("body: a JSON sale object is required"))?;
-    if new_sale.require_purchase_token {
-        return Err(ApiError::not_implemented("require_purchase_token"));
-    }
     let sale = app.market.create_sale(new_sale).await?;
     tracing::info!(sale = %sale.sale.id, stock = sale.sale.stock, "sale created");
     let location = HeaderValue::from_str(&format!("/api/v1/sales/{}", sale.sale.id))
@@ -130,9 +127,30 @@ pub async fn report(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> A
     .into_response())
 }
 
-pub async fn purchase_token(State(app): State<App>, Id(id): Id) -> ApiResult<Response> {
-    find(&app, &id)?;
-    Err(ApiError::not_implemented("purchase tokens"))
+#[derive(Serialize)]
+struct PurchaseToken {
+    token: String,
+    expires_at: Timestamp,
+}
+
+/// Issues a purchase token, only while the sale is open: a token cannot be
+/// had before the start, so a script cannot hold one in advance.
+pub async fn purchase_token(
+    State(app): State<App>,
+    Id(id): Id,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let sale = find(&app, &id)?;
+    let user = app.auth.user(&headers)?;
+    let now = Timestamp::now();
+    match sale.sale.phase(now) {
+        // The purchase's own refusals, word for word.
+        SalePhase::Upcoming => return Ok(canned::not_started()),
+        SalePhase::Ended => return Ok(canned::ended()),
+        SalePhase::Open => {}
+    }
+    let (token, expires_at) = app.purchase_tokens.issue(&sale.sale.id, &user, now);
+    Ok(Json(PurchaseToken { token, expires_at }).into_response())
 }
 
 fn find(app: &App, id: &str) -> ApiResult<Arc<LiveSale>> {
