@@ -13,7 +13,8 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 /// Where the engine keeps its state, shared by every subcommand that needs it.
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
-    /// TOML configuration file (keys: listen, data_dir, jwt_secret, admin_token).
+    /// TOML configuration file (keys: listen, data_dir, jwt_secret,
+    /// admin_token, max_in_flight, request_timeout_ms).
     #[arg(long, env = "SECKILL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Embedded store folder [default: ./data].
@@ -29,6 +30,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub jwt_secret: Option<String>,
     pub admin_token: Option<String>,
+    pub max_in_flight: Option<usize>,
+    pub request_timeout_ms: Option<u64>,
 }
 
 impl FileConfig {

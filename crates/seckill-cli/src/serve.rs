@@ -4,10 +4,12 @@ use crate::config::StoreArgs;
 use crate::secrets::{self, ADMIN_TOKEN_FILE, JWT_SECRET_FILE};
 use anyhow::{Context, Result};
 use clap::Args;
+use seckill_server::shedding::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT_MS, Limits};
 use seckill_server::{Server, ServerConfig};
 use seckill_store::SqliteStore;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -16,6 +18,13 @@ pub struct ServeArgs {
     /// Address to serve on; port 0 picks a free one [default: 127.0.0.1:8080].
     #[arg(long, env = "SECKILL_LISTEN")]
     listen: Option<String>,
+    /// Requests handled at once; past it, 503 at once instead of queueing
+    /// [default: 10000].
+    #[arg(long, env = "SECKILL_MAX_IN_FLIGHT")]
+    max_in_flight: Option<usize>,
+    /// Time limit per request in milliseconds; past it, 503 [default: 10000].
+    #[arg(long, env = "SECKILL_REQUEST_TIMEOUT_MS")]
+    request_timeout_ms: Option<u64>,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -44,7 +53,22 @@ async fn serve(args: ServeArgs) -> Result<()> {
         secrets::given(resolved.file.admin_token.as_ref(), "SECKILL_ADMIN_TOKEN"),
     )?;
 
-    let server = open_server(&data_dir, &jwt_secret.value, &admin_token.value).await?;
+    let limits = Limits {
+        max_in_flight: args
+            .max_in_flight
+            .or(resolved.file.max_in_flight)
+            .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+        request_timeout: Duration::from_millis(
+            args.request_timeout_ms
+                .or(resolved.file.request_timeout_ms)
+                .unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS),
+        ),
+    };
+    anyhow::ensure!(
+        limits.max_in_flight > 0 && !limits.request_timeout.is_zero(),
+        "max_in_flight and request_timeout_ms must be at least 1"
+    );
+    let server = open_server(&data_dir, &jwt_secret.value, &admin_token.value, limits).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -64,7 +88,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
 }
 
 /// The embedded engine on `data_dir`: the SQLite store opened, memory rebuilt.
-pub async fn open_server(data_dir: &Path, jwt_secret: &str, admin_token: &str) -> Result<Server> {
+pub async fn open_server(
+    data_dir: &Path,
+    jwt_secret: &str,
+    admin_token: &str,
+    limits: Limits,
+) -> Result<Server> {
     let store = SqliteStore::open(data_dir)
         .await
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
@@ -72,6 +101,7 @@ pub async fn open_server(data_dir: &Path, jwt_secret: &str, admin_token: &str) -
         ServerConfig {
             jwt_secret: jwt_secret.as_bytes().to_vec(),
             admin_token: admin_token.to_string(),
+            limits,
         },
         Arc::new(store),
     )

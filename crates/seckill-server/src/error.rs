@@ -124,12 +124,13 @@ pub fn error_response(code: ErrorCode, body: Bytes) -> Response {
 pub mod canned {
     use super::*;
 
+    /// `canned!(function, ErrorCode variant, "wire code", "message")`.
     macro_rules! canned {
-        ($name:ident, $code:ident, $message:literal) => {
+        ($name:ident, $code:ident, $wire:literal, $message:literal) => {
             pub fn $name() -> Response {
                 const BODY: &str = concat!(
                     r#"{"error":{"code":""#,
-                    stringify!($name),
+                    $wire,
                     r#"","message":""#,
                     $message,
                     r#""}}"#
@@ -139,9 +140,26 @@ pub mod canned {
         };
     }
 
-    canned!(sold_out, SoldOut, "the sale is sold out");
-    canned!(not_started, NotStarted, "the sale has not started yet");
-    canned!(ended, Ended, "the sale has ended");
+    canned!(sold_out, SoldOut, "sold_out", "the sale is sold out");
+    canned!(
+        not_started,
+        NotStarted,
+        "not_started",
+        "the sale has not started yet"
+    );
+    canned!(ended, Ended, "ended", "the sale has ended");
+    canned!(
+        overloaded,
+        Unavailable,
+        "unavailable",
+        "too many requests in flight; retry shortly"
+    );
+    canned!(
+        timed_out,
+        Unavailable,
+        "unavailable",
+        "the request took too long; retry shortly"
+    );
 }
 
 #[cfg(test)]
@@ -154,6 +172,8 @@ mod tests {
             (canned::sold_out(), ErrorCode::SoldOut),
             (canned::not_started(), ErrorCode::NotStarted),
             (canned::ended(), ErrorCode::Ended),
+            (canned::overloaded(), ErrorCode::Unavailable),
+            (canned::timed_out(), ErrorCode::Unavailable),
         ] {
             assert_eq!(response.status(), status_of(code));
             let body = axum::body::to_bytes(response.into_body(), 1024)

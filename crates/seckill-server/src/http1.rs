@@ -8,9 +8,12 @@
 //! balancers speak HTTP/1.1.
 
 use crate::App;
+use crate::error::canned;
 use crate::routes::{self, purchase};
+use crate::shedding;
 use axum::Router;
 use axum::body::Body;
+use axum::response::Response;
 use futures::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -29,6 +32,22 @@ use tower::ServiceExt;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// At shutdown, how long in-flight requests get to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One request: a purchase straight to its handler (a panic becomes a
+/// JSON 500), anything else through the router.
+async fn handle(app: &App, router: Router, request: hyper::Request<Incoming>) -> Response {
+    let Some(sale_id) = purchase::plain_purchase_sale_id(&request).map(str::to_owned) else {
+        return match router.oneshot(request.map(Body::new)).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+    };
+    let buying = purchase::buy(app, &sale_id, request.map(Body::new));
+    AssertUnwindSafe(buying)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(routes::panic_response)
+}
 
 /// Serves `router` until `shutdown` resolves, then stops accepting and
 /// waits for every open connection to finish its in-flight request.
@@ -60,17 +79,21 @@ pub async fn serve(
         let service = service_fn(move |request: hyper::Request<Incoming>| {
             let (app, router) = (app.clone(), router.clone());
             async move {
-                let Some(sale_id) = purchase::plain_purchase_sale_id(&request).map(str::to_owned)
-                else {
-                    return router.oneshot(request.map(Body::new)).await;
+                if shedding::is_exempt(request.uri().path()) {
+                    return Ok(handle(&app, router, request).await);
+                }
+                let Some(_admitted) = app.in_flight.admit() else {
+                    app.metrics.shed_in_flight.increment(1);
+                    return Ok(canned::overloaded());
                 };
-                let buying = purchase::buy(&app, &sale_id, request.map(Body::new));
-                Ok::<_, Infallible>(
-                    AssertUnwindSafe(buying)
-                        .catch_unwind()
-                        .await
-                        .unwrap_or_else(routes::panic_response),
-                )
+                let limit = app.limits.request_timeout;
+                match tokio::time::timeout(limit, handle(&app, router, request)).await {
+                    Ok(response) => Ok::<_, Infallible>(response),
+                    Err(_) => {
+                        app.metrics.shed_timeout.increment(1);
+                        Ok(canned::timed_out())
+                    }
+                }
             }
         });
         let connection = http1::Builder::new()

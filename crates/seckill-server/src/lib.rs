@@ -10,6 +10,7 @@ pub mod market;
 pub mod metrics;
 pub mod purchase_token;
 pub mod routes;
+pub mod shedding;
 
 use auth::Auth;
 use market::Market;
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 pub struct ServerConfig {
     pub jwt_secret: Vec<u8>,
     pub admin_token: String,
+    pub limits: shedding::Limits,
 }
 
 /// Shared by every request and worker.
@@ -31,6 +33,8 @@ pub struct AppState {
     pub auth: Auth,
     pub purchase_tokens: purchase_token::PurchaseTokens,
     pub metrics: metrics::Metrics,
+    pub limits: shedding::Limits,
+    pub in_flight: shedding::InFlight,
     /// Set at shutdown: readiness fails while in-flight requests finish.
     pub draining: AtomicBool,
 }
@@ -51,6 +55,8 @@ impl Server {
             auth: Auth::new(&config.jwt_secret, &config.admin_token),
             purchase_tokens: purchase_token::PurchaseTokens::new(&config.jwt_secret),
             metrics: metrics::Metrics::new(),
+            limits: config.limits,
+            in_flight: shedding::InFlight::new(config.limits.max_in_flight),
             draining: AtomicBool::new(false),
         });
         Ok(Self { app })

@@ -15,6 +15,10 @@ pub struct Metrics {
     pub paid: Counter,
     pub cancelled: Counter,
     pub expired: Counter,
+    /// Requests answered 503 because too many were in flight.
+    pub shed_in_flight: Counter,
+    /// Requests answered 503 because they ran past the time limit.
+    pub shed_timeout: Counter,
 }
 
 impl Metrics {
@@ -31,6 +35,8 @@ impl Metrics {
             paid: metrics::counter!("seckill_orders_paid_total"),
             cancelled: metrics::counter!("seckill_orders_cancelled_total"),
             expired: metrics::counter!("seckill_orders_expired_total"),
+            shed_in_flight: metrics::counter!("seckill_shed_requests_total", "reason" => "in_flight"),
+            shed_timeout: metrics::counter!("seckill_shed_requests_total", "reason" => "timeout"),
             prometheus,
         }
     }

@@ -37,6 +37,8 @@ pub struct Seckill {
     admin_token: Arc<str>,
     process: Option<Process>,
     api: Option<Api>,
+    /// More `serve` flags, kept across restarts.
+    flags: Vec<String>,
 }
 
 struct Process {
@@ -47,6 +49,11 @@ struct Process {
 impl Seckill {
     /// Starts a server on a fresh data dir with fresh secrets.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// [`Seckill::start`] with more `serve` flags.
+    pub async fn start_with(flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("create a temporary data dir");
         let unique = unique_suffix();
         let mut seckill = Self {
@@ -55,6 +62,7 @@ impl Seckill {
             admin_token: format!("admin-token-for-tests-{unique}-fedcba9876543210").into(),
             process: None,
             api: None,
+            flags: flags.iter().map(|flag| flag.to_string()).collect(),
         };
         seckill.spawn().await;
         seckill
@@ -143,6 +151,7 @@ impl Seckill {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(self.dir.path())
+            .args(&self.flags)
             .current_dir(self.dir.path())
             .env("SECKILL_JWT_SECRET", &*self.jwt_secret)
             .env("SECKILL_ADMIN_TOKEN", &*self.admin_token)

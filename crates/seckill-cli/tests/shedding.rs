@@ -1,0 +1,129 @@
+//! Load shedding: past `--max-in-flight` a request is answered 503 at once;
+//! past `--request-timeout-ms` a request is answered 503 and its place
+//! freed. Requests are held in flight by a client that sends a purchase's
+//! head but not its whole body, over a raw socket.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A purchase whose body never finishes: the handler waits for it.
+async fn stalled_purchase(api: &Api, sale: &str) -> TcpStream {
+    let addr = api.base.strip_prefix("http://").expect("an http base");
+    let mut socket = TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/sales/{sale}/purchase HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"quan",
+        api.user_token("staller")
+    );
+    socket
+        .write_all(head.as_bytes())
+        .await
+        .expect("send the head");
+    socket
+}
+
+/// The stalled request has had time to be read and admitted, and has not
+/// been answered (a shed one would have been, at once).
+async fn assert_unanswered(socket: &mut TcpStream) {
+    let mut buf = [0u8; 1024];
+    match tokio::time::timeout(Duration::from_millis(300), socket.read(&mut buf)).await {
+        Err(_) => {}
+        Ok(read) => panic!(
+            "the stalled request was answered: {:?}",
+            read.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+        ),
+    }
+}
+
+/// Reads one answer's status line and body from a raw socket.
+async fn read_answer(socket: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("}}") {
+        let n = tokio::time::timeout(PATIENCE, socket.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed before answering: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn past_the_in_flight_cap_requests_are_refused_at_once_but_health_is_not_and_places_come_back()
+ {
+    let seckill =
+        Seckill::start_with(&["--max-in-flight", "2", "--request-timeout-ms", "60000"]).await;
+    let sale = seckill.open_sale(10, 1).await;
+    let mut first = stalled_purchase(&seckill, &sale).await;
+    let mut second = stalled_purchase(&seckill, &sale).await;
+    // Both are in flight: read, admitted, waiting for their bodies.
+    assert_unanswered(&mut first).await;
+    assert_unanswered(&mut second).await;
+
+    let refusal = seckill.purchase("alice", &sale).await;
+    refusal.expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert_eq!(refusal.header("retry-after"), Some("1"));
+    seckill
+        .get("/healthz", &Auth::None)
+        .await
+        .assert_status(StatusCode::OK);
+    let metrics = seckill.get("/metrics", &Auth::None).await.text();
+    assert!(
+        metrics.contains(r#"seckill_shed_requests_total{reason="in_flight"}"#),
+        "{metrics}"
+    );
+    // The stalled clients hang up: their places come free.
+    drop((first, second));
+    let answer = eventually(PATIENCE, "the places to come free", || async {
+        let answer = seckill.purchase("alice", &sale).await;
+        (answer.status != StatusCode::SERVICE_UNAVAILABLE).then_some(answer)
+    })
+    .await;
+    answer.accepted(&sale);
+}
+
+#[tokio::test]
+async fn a_request_past_the_time_limit_gets_503_and_frees_its_place() {
+    let seckill =
+        Seckill::start_with(&["--max-in-flight", "1", "--request-timeout-ms", "300"]).await;
+    let sale = seckill.open_sale(10, 1).await;
+    let started = Instant::now();
+    let mut stalled = stalled_purchase(&seckill, &sale).await;
+
+    let answer = read_answer(&mut stalled).await;
+
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains(r#""code":"unavailable""#), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // Its place is free again: the next purchase goes through.
+    seckill.purchase("alice", &sale).await.accepted(&sale);
+}
+
+#[tokio::test]
+async fn bad_limits_are_refused_at_start() {
+    for flags in [["--max-in-flight", "0"], ["--request-timeout-ms", "0"]] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(flags)
+            .env(
+                "SECKILL_DATA_DIR",
+                tempfile::tempdir().expect("a dir").path(),
+            )
+            .output()
+            .expect("run seckill serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{flags:?}: {stderr}");
+        assert!(stderr.contains("at least 1"), "{stderr}");
+    }
+}

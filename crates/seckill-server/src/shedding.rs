@@ -1,0 +1,84 @@
+//! Load shedding: past a cap on requests in flight, answer 503 at once
+//! instead of queueing without bound; and a time limit per request, so a
+//! request stuck behind a slow client body or a stalled store gives its
+//! place back. Health, readiness and metrics are exempt: operators must be
+//! able to see an overloaded engine.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// The engine's limits; the defaults leave a benchmark crowd of distinct
+/// users untouched.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_in_flight: usize,
+    pub request_timeout: Duration,
+}
+
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
+        }
+    }
+}
+
+/// Requests being handled now, against the cap.
+pub struct InFlight {
+    count: AtomicUsize,
+    max: usize,
+}
+
+/// A place among the requests in flight, given back when dropped.
+pub struct Admitted<'a>(&'a AtomicUsize);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl InFlight {
+    pub fn new(max: usize) -> Self {
+        Self {
+            count: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// A place if one is free, else `None`: the request is to be shed.
+    pub fn admit(&self) -> Option<Admitted<'_>> {
+        if self.count.fetch_add(1, Ordering::Relaxed) >= self.max {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Admitted(&self.count))
+    }
+}
+
+/// Paths never shed nor timed out: the operator's view of the engine.
+pub fn is_exempt(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admits_up_to_the_cap_and_frees_places_on_drop() {
+        let in_flight = InFlight::new(2);
+        let first = in_flight.admit().expect("1 of 2");
+        let second = in_flight.admit().expect("2 of 2");
+        assert!(in_flight.admit().is_none(), "the third is shed");
+        drop(first);
+        let third = in_flight.admit().expect("a place came free");
+        assert!(in_flight.admit().is_none());
+        drop((second, third));
+        assert_eq!(in_flight.count.load(Ordering::Relaxed), 0);
+    }
+}
