@@ -155,6 +155,12 @@ pub mod canned {
         "too many requests in flight; retry shortly"
     );
     canned!(
+        degraded,
+        Unavailable,
+        "unavailable",
+        "the service is degraded; this request is refused for now"
+    );
+    canned!(
         timed_out,
         Unavailable,
         "unavailable",
@@ -174,6 +180,7 @@ mod tests {
             (canned::ended(), ErrorCode::Ended),
             (canned::overloaded(), ErrorCode::Unavailable),
             (canned::timed_out(), ErrorCode::Unavailable),
+            (canned::degraded(), ErrorCode::Unavailable),
         ] {
             assert_eq!(response.status(), status_of(code));
             let body = axum::body::to_bytes(response.into_body(), 1024)

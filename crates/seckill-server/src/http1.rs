@@ -8,6 +8,7 @@
 //! balancers speak HTTP/1.1.
 
 use crate::App;
+use crate::degrade::Traffic;
 use crate::error::canned;
 use crate::routes::{self, purchase};
 use crate::shedding;
@@ -33,9 +34,13 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// At shutdown, how long in-flight requests get to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One request: a purchase straight to its handler (a panic becomes a
+/// One request: refused if the degrade level says so; a purchase straight to its handler (a panic becomes a
 /// JSON 500), anything else through the router.
 async fn handle(app: &App, router: Router, request: hyper::Request<Incoming>) -> Response {
+    let traffic = Traffic::of(request.method(), request.uri().path());
+    if !app.degrade.level().allows(traffic) {
+        return canned::degraded();
+    }
     let Some(sale_id) = purchase::plain_purchase_sale_id(&request).map(str::to_owned) else {
         return match router.oneshot(request.map(Body::new)).await {
             Ok(response) => response,

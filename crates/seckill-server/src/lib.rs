@@ -3,6 +3,7 @@
 //! [`expiry`] sweeper, over any [`seckill_store::Store`].
 
 pub mod auth;
+pub mod degrade;
 pub mod error;
 pub mod expiry;
 mod http1;
@@ -34,6 +35,7 @@ pub struct AppState {
     pub purchase_tokens: purchase_token::PurchaseTokens,
     pub metrics: metrics::Metrics,
     pub limits: shedding::Limits,
+    pub degrade: degrade::Degrade,
     pub in_flight: shedding::InFlight,
     /// Set at shutdown: readiness fails while in-flight requests finish.
     pub draining: AtomicBool,
@@ -56,6 +58,7 @@ impl Server {
             purchase_tokens: purchase_token::PurchaseTokens::new(&config.jwt_secret),
             metrics: metrics::Metrics::new(),
             limits: config.limits,
+            degrade: degrade::Degrade::new(),
             in_flight: shedding::InFlight::new(config.limits.max_in_flight),
             draining: AtomicBool::new(false),
         });

@@ -1,12 +1,17 @@
 //! Operations: liveness, readiness, metrics, and the API's answers for
 //! unknown routes and methods.
 
+use super::extract::json_body;
 use crate::App;
+use crate::degrade::Level;
 use crate::error::{ApiError, ApiResult};
+use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use seckill_core::ErrorCode;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 
 pub async fn healthz() -> &'static str {
@@ -40,9 +45,30 @@ pub async fn metrics(State(app): State<App>) -> Response {
         .into_response()
 }
 
-pub async fn degrade(State(app): State<App>, headers: HeaderMap) -> ApiResult<Response> {
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DegradeLevel {
+    level: Level,
+}
+
+/// `GET` reads the degrade level; `POST {"level": …}` switches it.
+pub async fn degrade(
+    State(app): State<App>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     app.auth.admin(&headers)?;
-    Err(ApiError::not_implemented("degradation"))
+    if method == Method::POST {
+        let DegradeLevel { level } = json_body(body)
+            .await?
+            .ok_or_else(|| ApiError::bad_request("body: {\"level\": …} is required"))?;
+        app.degrade.set(level);
+    }
+    Ok(Json(DegradeLevel {
+        level: app.degrade.level(),
+    })
+    .into_response())
 }
 
 pub async fn openapi() -> ApiError {
