@@ -4,7 +4,7 @@
 //! then every read; purchases (and paying for them) are the last to go.
 //! The level is one atomic read per request.
 
-use axum::http::Method;
+use crate::route::Route;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -44,24 +44,20 @@ pub enum Traffic {
 }
 
 impl Traffic {
-    pub fn of(method: &Method, path: &str) -> Self {
-        let write = method == Method::POST;
-        if matches!(path, "/healthz" | "/readyz" | "/metrics")
-            || path.starts_with("/api/v1/admin/")
-            || path.ends_with("/report")
-            || (write && path == "/api/v1/sales")
-        {
-            Self::Operator
-        } else if write && (path.ends_with("/purchase") || path.ends_with("/purchase-token")) {
-            Self::Purchase
-        } else if path.starts_with("/api/v1/orders") {
-            if write {
-                Self::OrderWrite
-            } else {
-                Self::StoreRead
+    pub fn of(route: Route) -> Self {
+        match route {
+            Route::Purchase | Route::PurchaseToken => Self::Purchase,
+            Route::Pay | Route::Cancel => Self::OrderWrite,
+            Route::ListOrders | Route::GetOrder => Self::StoreRead,
+            Route::ListSales | Route::GetSale | Route::Stock | Route::OpenApi | Route::Other => {
+                Self::MemoryRead
             }
-        } else {
-            Self::MemoryRead
+            Route::CreateSale
+            | Route::Report
+            | Route::Degrade
+            | Route::Healthz
+            | Route::Readyz
+            | Route::Metrics => Self::Operator,
         }
     }
 }
@@ -126,26 +122,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_are_classified_by_method_and_path() {
-        let post = Method::POST;
-        let get = Method::GET;
-        for (method, path, traffic) in [
-            (&post, "/api/v1/sales/s/purchase", Traffic::Purchase),
-            (&post, "/api/v1/sales/s/purchase-token", Traffic::Purchase),
-            (&post, "/api/v1/orders/o/pay", Traffic::OrderWrite),
-            (&post, "/api/v1/orders/o/cancel", Traffic::OrderWrite),
-            (&get, "/api/v1/orders/o", Traffic::StoreRead),
-            (&get, "/api/v1/orders", Traffic::StoreRead),
-            (&get, "/api/v1/sales/s", Traffic::MemoryRead),
-            (&get, "/api/v1/sales/s/stock", Traffic::MemoryRead),
-            (&get, "/api/v1/sales", Traffic::MemoryRead),
-            (&post, "/api/v1/sales", Traffic::Operator),
-            (&get, "/api/v1/sales/s/report", Traffic::Operator),
-            (&post, "/api/v1/admin/degrade", Traffic::Operator),
-            (&get, "/metrics", Traffic::Operator),
-        ] {
-            assert_eq!(Traffic::of(method, path), traffic, "{method} {path}");
-        }
+    fn routes_map_to_traffic() {
+        assert_eq!(Traffic::of(Route::Purchase), Traffic::Purchase);
+        assert_eq!(Traffic::of(Route::PurchaseToken), Traffic::Purchase);
+        assert_eq!(Traffic::of(Route::Pay), Traffic::OrderWrite);
+        assert_eq!(Traffic::of(Route::GetOrder), Traffic::StoreRead);
+        assert_eq!(Traffic::of(Route::Stock), Traffic::MemoryRead);
+        assert_eq!(Traffic::of(Route::Report), Traffic::Operator);
+        assert_eq!(Traffic::of(Route::Degrade), Traffic::Operator);
     }
 
     #[test]

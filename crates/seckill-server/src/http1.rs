@@ -10,6 +10,7 @@
 use crate::App;
 use crate::degrade::Traffic;
 use crate::error::canned;
+use crate::route::Route;
 use crate::routes::{self, purchase};
 use crate::shedding;
 use axum::Router;
@@ -34,11 +35,16 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// At shutdown, how long in-flight requests get to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One request: refused if the degrade level says so; a purchase straight to its handler (a panic becomes a
-/// JSON 500), anything else through the router.
-async fn handle(app: &App, router: Router, request: hyper::Request<Incoming>) -> Response {
-    let traffic = Traffic::of(request.method(), request.uri().path());
-    if !app.degrade.level().allows(traffic) {
+/// One request: refused if the degrade level says so; a purchase straight
+/// to its handler (a panic becomes a JSON 500), anything else through the
+/// router.
+async fn handle(
+    app: &App,
+    router: Router,
+    route: Route,
+    request: hyper::Request<Incoming>,
+) -> Response {
+    if !app.degrade.level().allows(Traffic::of(route)) {
         return canned::degraded();
     }
     let Some(sale_id) = purchase::plain_purchase_sale_id(&request).map(str::to_owned) else {
@@ -84,15 +90,16 @@ pub async fn serve(
         let service = service_fn(move |request: hyper::Request<Incoming>| {
             let (app, router) = (app.clone(), router.clone());
             async move {
-                if shedding::is_exempt(request.uri().path()) {
-                    return Ok(handle(&app, router, request).await);
+                let route = Route::of(request.method(), request.uri().path());
+                if shedding::is_exempt(route) {
+                    return Ok(handle(&app, router, route, request).await);
                 }
                 let Some(_admitted) = app.in_flight.admit() else {
                     app.metrics.shed_in_flight.increment(1);
                     return Ok(canned::overloaded());
                 };
                 let limit = app.limits.request_timeout;
-                match tokio::time::timeout(limit, handle(&app, router, request)).await {
+                match tokio::time::timeout(limit, handle(&app, router, route, request)).await {
                     Ok(response) => Ok::<_, Infallible>(response),
                     Err(_) => {
                         app.metrics.shed_timeout.increment(1);

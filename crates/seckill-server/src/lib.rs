@@ -10,6 +10,7 @@ mod http1;
 pub mod market;
 pub mod metrics;
 pub mod purchase_token;
+pub mod route;
 pub mod routes;
 pub mod shedding;
 

@@ -4,6 +4,7 @@
 //! place back. Health, readiness and metrics are exempt: operators must be
 //! able to see an overloaded engine.
 
+use crate::route::Route;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -60,9 +61,9 @@ impl InFlight {
     }
 }
 
-/// Paths never shed nor timed out: the operator's view of the engine.
-pub fn is_exempt(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics")
+/// Routes never shed nor timed out: the operator's view of the engine.
+pub fn is_exempt(route: Route) -> bool {
+    matches!(route, Route::Healthz | Route::Readyz | Route::Metrics)
 }
 
 #[cfg(test)]

@@ -1,0 +1,146 @@
+//! Which route of API.md a request is for, known from its method and path
+//! before any routing: degradation decides on it, metrics label by it. It is
+//! a classification, not a router: a request with a malformed id still
+//! reaches the router, which answers it.
+
+use axum::http::Method;
+
+/// The routes of API.md, plus everything else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Route {
+    Purchase,
+    PurchaseToken,
+    CreateSale,
+    ListSales,
+    GetSale,
+    Stock,
+    Report,
+    ListOrders,
+    GetOrder,
+    Pay,
+    Cancel,
+    Degrade,
+    OpenApi,
+    Healthz,
+    Readyz,
+    Metrics,
+    /// No route of the API (answered 404 or 405 by the router).
+    Other,
+}
+
+impl Route {
+    pub const ALL: [Self; 17] = [
+        Self::Purchase,
+        Self::PurchaseToken,
+        Self::CreateSale,
+        Self::ListSales,
+        Self::GetSale,
+        Self::Stock,
+        Self::Report,
+        Self::ListOrders,
+        Self::GetOrder,
+        Self::Pay,
+        Self::Cancel,
+        Self::Degrade,
+        Self::OpenApi,
+        Self::Healthz,
+        Self::Readyz,
+        Self::Metrics,
+        Self::Other,
+    ];
+
+    pub fn of(method: &Method, path: &str) -> Self {
+        let post = method == Method::POST;
+        let get = method == Method::GET;
+        let segments = path.strip_prefix("/api/v1/").map(|rest| {
+            let mut parts = rest.split('/');
+            [parts.next(), parts.next(), parts.next(), parts.next()]
+        });
+        match segments {
+            Some([Some("sales"), None, None, None]) if post => Self::CreateSale,
+            Some([Some("sales"), None, None, None]) if get => Self::ListSales,
+            Some([Some("sales"), Some(_), None, None]) if get => Self::GetSale,
+            Some([Some("sales"), Some(_), Some("stock"), None]) if get => Self::Stock,
+            Some([Some("sales"), Some(_), Some("report"), None]) if get => Self::Report,
+            Some([Some("sales"), Some(_), Some("purchase"), None]) if post => Self::Purchase,
+            Some([Some("sales"), Some(_), Some("purchase-token"), None]) if post => {
+                Self::PurchaseToken
+            }
+            Some([Some("orders"), None, None, None]) if get => Self::ListOrders,
+            Some([Some("orders"), Some(_), None, None]) if get => Self::GetOrder,
+            Some([Some("orders"), Some(_), Some("pay"), None]) if post => Self::Pay,
+            Some([Some("orders"), Some(_), Some("cancel"), None]) if post => Self::Cancel,
+            Some([Some("admin"), Some("degrade"), None, None]) if get || post => Self::Degrade,
+            Some([Some("openapi.json"), None, None, None]) if get => Self::OpenApi,
+            Some(_) => Self::Other,
+            None => match path {
+                "/healthz" if get => Self::Healthz,
+                "/readyz" if get => Self::Readyz,
+                "/metrics" if get => Self::Metrics,
+                _ => Self::Other,
+            },
+        }
+    }
+
+    /// The `route` label of metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Purchase => "purchase",
+            Self::PurchaseToken => "purchase_token",
+            Self::CreateSale => "create_sale",
+            Self::ListSales => "list_sales",
+            Self::GetSale => "get_sale",
+            Self::Stock => "stock",
+            Self::Report => "report",
+            Self::ListOrders => "list_orders",
+            Self::GetOrder => "get_order",
+            Self::Pay => "pay",
+            Self::Cancel => "cancel",
+            Self::Degrade => "degrade",
+            Self::OpenApi => "openapi",
+            Self::Healthz => "healthz",
+            Self::Readyz => "readyz",
+            Self::Metrics => "metrics",
+            Self::Other => "other",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_classified_by_method_and_path() {
+        let post = Method::POST;
+        let get = Method::GET;
+        for (method, path, route) in [
+            (&post, "/api/v1/sales/s/purchase", Route::Purchase),
+            (
+                &post,
+                "/api/v1/sales/s/purchase-token",
+                Route::PurchaseToken,
+            ),
+            (&post, "/api/v1/sales", Route::CreateSale),
+            (&get, "/api/v1/sales", Route::ListSales),
+            (&get, "/api/v1/sales/s", Route::GetSale),
+            (&get, "/api/v1/sales/s/stock", Route::Stock),
+            (&get, "/api/v1/sales/s/report", Route::Report),
+            (&get, "/api/v1/orders", Route::ListOrders),
+            (&get, "/api/v1/orders/o", Route::GetOrder),
+            (&post, "/api/v1/orders/o/pay", Route::Pay),
+            (&post, "/api/v1/orders/o/cancel", Route::Cancel),
+            (&post, "/api/v1/admin/degrade", Route::Degrade),
+            (&get, "/api/v1/admin/degrade", Route::Degrade),
+            (&get, "/api/v1/openapi.json", Route::OpenApi),
+            (&get, "/healthz", Route::Healthz),
+            (&get, "/metrics", Route::Metrics),
+            (&get, "/api/v1/sales/s/purchase", Route::Other),
+            (&post, "/api/v1/sales/s/purchase/x", Route::Other),
+            (&get, "/api/v1/orders/o/pay", Route::Other),
+            (&get, "/nowhere", Route::Other),
+        ] {
+            assert_eq!(Route::of(method, path), route, "{method} {path}");
+        }
+    }
+}
