@@ -14,7 +14,8 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
     /// TOML configuration file (keys: listen, data_dir, jwt_secret,
-    /// admin_token, max_in_flight, request_timeout_ms).
+    /// admin_token, max_in_flight, request_timeout_ms, jwt_public_key,
+    /// jwt_issuer, jwt_audience).
     #[arg(long, env = "SECKILL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Embedded store folder [default: ./data].
@@ -32,6 +33,9 @@ pub struct FileConfig {
     pub admin_token: Option<String>,
     pub max_in_flight: Option<usize>,
     pub request_timeout_ms: Option<u64>,
+    pub jwt_public_key: Option<PathBuf>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
 }
 
 impl FileConfig {

@@ -15,6 +15,8 @@ use seckill_bench::report::thousands;
 use seckill_bench::run::{Load, Stop};
 use seckill_bench::scenario::{Scenario, Target};
 use seckill_bench::{Bench, BenchReport};
+use seckill_server::ServerConfig;
+use seckill_server::auth::{JwtKey, JwtRules};
 use seckill_server::shedding::Limits;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -54,7 +56,17 @@ pub fn run(args: DemoArgs) -> Result<()> {
         .build()
         .context("starting the runtime")?;
     let (server, listener) = runtime.block_on(async {
-        let server = open_server(data.path(), &jwt_secret, &admin_token, Limits::default()).await?;
+        let config = ServerConfig {
+            jwt_secret: jwt_secret.as_bytes().to_vec(),
+            jwt: JwtRules {
+                key: JwtKey::Secret(jwt_secret.as_bytes().to_vec()),
+                issuer: None,
+                audience: None,
+            },
+            admin_token: admin_token.clone(),
+            limits: Limits::default(),
+        };
+        let server = open_server(data.path(), config).await?;
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;

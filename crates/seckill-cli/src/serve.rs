@@ -4,10 +4,11 @@ use crate::config::StoreArgs;
 use crate::secrets::{self, ADMIN_TOKEN_FILE, JWT_SECRET_FILE};
 use anyhow::{Context, Result};
 use clap::Args;
+use seckill_server::auth::{JwtKey, JwtRules};
 use seckill_server::shedding::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT_MS, Limits};
 use seckill_server::{Server, ServerConfig};
 use seckill_store::SqliteStore;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,16 @@ pub struct ServeArgs {
     /// Time limit per request in milliseconds; past it, 503 [default: 10000].
     #[arg(long, env = "SECKILL_REQUEST_TIMEOUT_MS")]
     request_timeout_ms: Option<u64>,
+    /// Verify user JWTs with this PEM public key (RSA → RS256, EC P-256 →
+    /// ES256) instead of the HS256 secret [default: HS256 with the secret].
+    #[arg(long, env = "SECKILL_JWT_PUBLIC_KEY")]
+    jwt_public_key: Option<PathBuf>,
+    /// Require this `iss` claim in user JWTs [default: not checked].
+    #[arg(long, env = "SECKILL_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Require this `aud` claim in user JWTs [default: not checked].
+    #[arg(long, env = "SECKILL_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -68,7 +79,24 @@ async fn serve(args: ServeArgs) -> Result<()> {
         limits.max_in_flight > 0 && !limits.request_timeout.is_zero(),
         "max_in_flight and request_timeout_ms must be at least 1"
     );
-    let server = open_server(&data_dir, &jwt_secret.value, &admin_token.value, limits).await?;
+    let jwt_key = match args.jwt_public_key.or(resolved.file.jwt_public_key) {
+        Some(path) => JwtKey::PublicKeyPem(
+            std::fs::read(&path)
+                .with_context(|| format!("reading the JWT public key {}", path.display()))?,
+        ),
+        None => JwtKey::Secret(jwt_secret.value.as_bytes().to_vec()),
+    };
+    let config = ServerConfig {
+        jwt_secret: jwt_secret.value.as_bytes().to_vec(),
+        jwt: JwtRules {
+            key: jwt_key,
+            issuer: args.jwt_issuer.or(resolved.file.jwt_issuer),
+            audience: args.jwt_audience.or(resolved.file.jwt_audience),
+        },
+        admin_token: admin_token.value.clone(),
+        limits,
+    };
+    let server = open_server(&data_dir, config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -88,25 +116,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
 }
 
 /// The embedded engine on `data_dir`: the SQLite store opened, memory rebuilt.
-pub async fn open_server(
-    data_dir: &Path,
-    jwt_secret: &str,
-    admin_token: &str,
-    limits: Limits,
-) -> Result<Server> {
+pub async fn open_server(data_dir: &Path, config: ServerConfig) -> Result<Server> {
     let store = SqliteStore::open(data_dir)
         .await
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-    Server::open(
-        ServerConfig {
-            jwt_secret: jwt_secret.as_bytes().to_vec(),
-            admin_token: admin_token.to_string(),
-            limits,
-        },
-        Arc::new(store),
-    )
-    .await
-    .context("loading the store")
+    Server::open(config, Arc::new(store))
+        .await
+        .context("opening the engine")
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

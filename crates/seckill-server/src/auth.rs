@@ -1,5 +1,8 @@
-//! Who is calling: users by a JWT (`sub` is the user id, HS256 with the
-//! configured secret), the operator by the admin bearer token.
+//! Who is calling: users by a JWT (`sub` is the user id), the operator by
+//! the admin bearer token. The JWT algorithm is pinned by the configured
+//! key — HS256 for a shared secret, RS256 or ES256 for a public key — so a
+//! token that names another algorithm (`none`, or HS256 signed with the
+//! public key as its secret) is refused.
 
 use crate::error::{ApiError, ApiResult};
 use axum::http::{HeaderMap, header};
@@ -10,6 +13,31 @@ use subtle::ConstantTimeEq;
 
 /// Longest accepted user id.
 const MAX_USER_ID_LEN: usize = 200;
+
+/// Seconds of clock skew tolerated on `exp` (and `nbf`).
+const LEEWAY_SECS: u64 = 5;
+
+/// How user tokens are checked.
+pub struct JwtRules {
+    pub key: JwtKey,
+    /// When set, tokens must carry this `iss`.
+    pub issuer: Option<String>,
+    /// When set, tokens must carry this `aud`.
+    pub audience: Option<String>,
+}
+
+/// What user tokens are signed with.
+pub enum JwtKey {
+    /// HS256 with a shared secret (the default).
+    Secret(Vec<u8>),
+    /// RS256 or ES256 (told by the key's type), verified with a PEM public key.
+    PublicKeyPem(Vec<u8>),
+}
+
+/// The JWT public key is neither an RSA nor an EC (P-256) PEM public key.
+#[derive(Debug, thiserror::Error)]
+#[error("the JWT public key is not an RSA or EC (P-256) public key in PEM form")]
+pub struct BadPublicKey;
 
 pub struct Auth {
     user_key: DecodingKey,
@@ -23,16 +51,39 @@ struct Claims {
 }
 
 impl Auth {
-    pub fn new(jwt_secret: &[u8], admin_token: &str) -> Self {
-        // The algorithm is pinned: a token claiming any other is refused.
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        Self {
-            user_key: DecodingKey::from_secret(jwt_secret),
+    pub fn new(rules: &JwtRules, admin_token: &str) -> Result<Self, BadPublicKey> {
+        let (user_key, algorithm) = match &rules.key {
+            JwtKey::Secret(secret) => (DecodingKey::from_secret(secret), Algorithm::HS256),
+            JwtKey::PublicKeyPem(pem) => {
+                if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
+                    (key, Algorithm::RS256)
+                } else if let Ok(key) = DecodingKey::from_ec_pem(pem) {
+                    (key, Algorithm::ES256)
+                } else {
+                    return Err(BadPublicKey);
+                }
+            }
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = LEEWAY_SECS;
+        let mut required = vec!["exp", "sub"];
+        if let Some(issuer) = &rules.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        if let Some(audience) = &rules.audience {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        } else {
+            // A token meant for another service is not ours to judge by.
+            validation.validate_aud = false;
+        }
+        validation.set_required_spec_claims(&required);
+        Ok(Self {
+            user_key,
             validation,
             admin_token: admin_token.as_bytes().to_vec(),
-        }
+        })
     }
 
     /// The user behind a valid `Authorization: Bearer <JWT>`.
@@ -89,13 +140,22 @@ mod tests {
         .unwrap()
     }
 
+    fn hs256(secret: &[u8], admin_token: &str) -> Auth {
+        let rules = JwtRules {
+            key: JwtKey::Secret(secret.to_vec()),
+            issuer: None,
+            audience: None,
+        };
+        Auth::new(&rules, admin_token).unwrap()
+    }
+
     fn far_future() -> u64 {
         4_000_000_000
     }
 
     #[test]
     fn accepts_a_valid_user_token() {
-        let auth = Auth::new(b"secret", "admin");
+        let auth = hs256(b"secret", "admin");
         let jwt = token(
             b"secret",
             serde_json::json!({"sub": "alice", "exp": far_future()}),
@@ -107,7 +167,7 @@ mod tests {
 
     #[test]
     fn refuses_forged_expired_unsigned_and_switched_tokens() {
-        let auth = Auth::new(b"secret", "admin");
+        let auth = hs256(b"secret", "admin");
         let forged = token(
             b"other",
             serde_json::json!({"sub": "alice", "exp": far_future()}),
@@ -150,8 +210,20 @@ mod tests {
     }
 
     #[test]
+    fn a_public_key_that_is_not_one_is_refused_at_start() {
+        let rules = JwtRules {
+            key: JwtKey::PublicKeyPem(
+                b"-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n".to_vec(),
+            ),
+            issuer: None,
+            audience: None,
+        };
+        assert!(Auth::new(&rules, "admin").is_err());
+    }
+
+    #[test]
     fn admin_needs_the_exact_token() {
-        let auth = Auth::new(b"secret", "admin-token");
+        let auth = hs256(b"secret", "admin-token");
         assert!(auth.admin(&headers("Bearer admin-token")).is_ok());
         assert!(auth.admin(&headers("bearer admin-token")).is_ok());
         assert!(auth.admin(&headers("Bearer admin-toke")).is_err());

@@ -24,7 +24,9 @@ use tokio::net::TcpListener;
 
 /// What the engine needs beyond its store.
 pub struct ServerConfig {
+    /// Keys the purchase tokens; also the user JWTs' key unless `jwt` says otherwise.
     pub jwt_secret: Vec<u8>,
+    pub jwt: auth::JwtRules,
     pub admin_token: String,
     pub limits: shedding::Limits,
 }
@@ -44,6 +46,15 @@ pub struct AppState {
 
 pub type App = Arc<AppState>;
 
+/// Why the engine could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] auth::BadPublicKey),
+}
+
 /// A warm engine: stock rebuilt, ready to serve.
 pub struct Server {
     app: App,
@@ -51,11 +62,12 @@ pub struct Server {
 
 impl Server {
     /// Loads the store and rebuilds every sale's stock from its orders.
-    pub async fn open(config: ServerConfig, store: Arc<dyn Store>) -> Result<Self, StoreError> {
+    pub async fn open(config: ServerConfig, store: Arc<dyn Store>) -> Result<Self, OpenError> {
+        let auth = Auth::new(&config.jwt, &config.admin_token)?;
         let snapshot = store.load().await?;
         let app = Arc::new(AppState {
             market: Market::restore(store, snapshot),
-            auth: Auth::new(&config.jwt_secret, &config.admin_token),
+            auth,
             purchase_tokens: purchase_token::PurchaseTokens::new(&config.jwt_secret),
             metrics: metrics::Metrics::new(),
             limits: config.limits,

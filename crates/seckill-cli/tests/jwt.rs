@@ -1,0 +1,172 @@
+//! User JWTs under hardened rules: the algorithm is pinned by the key
+//! (HS256 secret, or an RS256/ES256 public key), `exp` is required, and
+//! `iss`/`aud` are checked when configured. Every refusal is 401.
+
+mod common;
+
+use common::*;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/jwt/{name}"))
+}
+
+fn pem(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(name)).expect("read a fixture key")
+}
+
+fn sign(algorithm: Algorithm, key: &EncodingKey, claims: Value) -> String {
+    jsonwebtoken::encode(&Header::new(algorithm), &claims, key).expect("sign a JWT")
+}
+
+fn rs256(private: &str, claims: Value) -> String {
+    let key = EncodingKey::from_rsa_pem(&pem(private)).expect("an RSA private key");
+    sign(Algorithm::RS256, &key, claims)
+}
+
+/// A token with `{"alg": "none"}` and no signature.
+fn unsigned(claims: &Value) -> String {
+    let encode = |value: &Value| base64url(value.to_string().as_bytes());
+    format!(
+        "{}.{}.",
+        encode(&json!({"alg": "none", "typ": "JWT"})),
+        encode(claims)
+    )
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| n << 8 | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
+fn claims(sub: &str) -> Value {
+    json!({"sub": sub, "exp": now_unix() + 600, "iss": "tickets-idp", "aud": "seckill"})
+}
+
+/// 202 for an accepted token, 401 `unauthorized` for a refused one.
+async fn buys_with(api: &Api, sale: &str, token: &str) -> bool {
+    let answer = api
+        .post(
+            &format!("/api/v1/sales/{sale}/purchase"),
+            &Auth::Bearer(token.to_string()),
+            Body::Empty,
+        )
+        .await;
+    match answer.status {
+        StatusCode::ACCEPTED => true,
+        _ => {
+            answer.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+            false
+        }
+    }
+}
+
+#[tokio::test]
+async fn rs256_with_issuer_and_audience_refuses_every_forgery() {
+    let public_key = fixture("rsa_public.pem");
+    let seckill = Seckill::start_with(&[
+        "--jwt-public-key",
+        public_key.to_str().expect("a UTF-8 path"),
+        "--jwt-issuer",
+        "tickets-idp",
+        "--jwt-audience",
+        "seckill",
+    ])
+    .await;
+    let sale = seckill.open_sale(100, 1).await;
+
+    assert!(buys_with(&seckill, &sale, &rs256("rsa_private.pem", claims("alice"))).await);
+
+    let mut expired = claims("bob");
+    expired["exp"] = json!(now_unix() - 600);
+    let mut wrong_audience = claims("bob");
+    wrong_audience["aud"] = json!("another-service");
+    let mut no_audience = claims("bob");
+    no_audience
+        .as_object_mut()
+        .expect("an object")
+        .remove("aud");
+    let mut wrong_issuer = claims("bob");
+    wrong_issuer["iss"] = json!("someone-else");
+    let mut no_exp = claims("bob");
+    no_exp.as_object_mut().expect("an object").remove("exp");
+    // HS/RS confusion: HS256 "signed" with the public key as the secret.
+    let confused = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(&pem("rsa_public.pem")),
+        claims("bob"),
+    );
+    // The engine's own HS256 secret no longer makes a user token.
+    let engine_secret = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(seckill.jwt_secret().as_bytes()),
+        claims("bob"),
+    );
+    for (what, token) in [
+        ("alg none", unsigned(&claims("bob"))),
+        ("HS256 keyed with the RSA public key", confused),
+        ("HS256 with the engine secret", engine_secret),
+        (
+            "another RSA key",
+            rs256("other_rsa_private.pem", claims("bob")),
+        ),
+        ("expired", rs256("rsa_private.pem", expired)),
+        ("no exp", rs256("rsa_private.pem", no_exp)),
+        ("wrong audience", rs256("rsa_private.pem", wrong_audience)),
+        ("no audience", rs256("rsa_private.pem", no_audience)),
+        ("wrong issuer", rs256("rsa_private.pem", wrong_issuer)),
+    ] {
+        assert!(
+            !buys_with(&seckill, &sale, &token).await,
+            "{what} was accepted"
+        );
+    }
+    assert_eq!(
+        seckill.report(&sale).await.remaining,
+        99,
+        "only alice bought"
+    );
+}
+
+#[tokio::test]
+async fn es256_keys_are_told_from_the_pem() {
+    let public_key = fixture("ec_public.pem");
+    let seckill =
+        Seckill::start_with(&["--jwt-public-key", public_key.to_str().expect("UTF-8")]).await;
+    let sale = seckill.open_sale(10, 1).await;
+    let key = EncodingKey::from_ec_pem(&pem("ec_private.pem")).expect("an EC private key");
+    let claims = json!({"sub": "carol", "exp": now_unix() + 600});
+    assert!(
+        buys_with(
+            &seckill,
+            &sale,
+            &sign(Algorithm::ES256, &key, claims.clone())
+        )
+        .await
+    );
+    let rsa_signed = rs256("rsa_private.pem", claims);
+    assert!(!buys_with(&seckill, &sale, &rsa_signed).await);
+}
+
+#[tokio::test]
+async fn hs256_refuses_alg_none_and_a_wrong_signature() {
+    let seckill = Seckill::start().await;
+    let sale = seckill.open_sale(10, 1).await;
+    let claims = json!({"sub": "dave", "exp": now_unix() + 600});
+    assert!(!buys_with(&seckill, &sale, &unsigned(&claims)).await);
+    let forged = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(b"not the secret"),
+        claims,
+    );
+    assert!(!buys_with(&seckill, &sale, &forged).await);
+    assert!(buys_with(&seckill, &sale, &seckill.user_token("dave")).await);
+}
