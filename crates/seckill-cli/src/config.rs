@@ -15,7 +15,9 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 pub struct StoreArgs {
     /// TOML configuration file (keys: listen, data_dir, jwt_secret,
     /// admin_token, max_in_flight, request_timeout_ms, jwt_public_key,
-    /// jwt_issuer, jwt_audience).
+    /// jwt_issuer, jwt_audience, auto_degrade, degrade_error_rate,
+    /// degrade_p99_ms, degrade_window_secs, degrade_recover_secs,
+    /// degrade_min_requests).
     #[arg(long, env = "SECKILL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Embedded store folder [default: ./data].
@@ -36,6 +38,20 @@ pub struct FileConfig {
     pub jwt_public_key: Option<PathBuf>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
+    pub auto_degrade: Option<Switch>,
+    pub degrade_error_rate: Option<f64>,
+    pub degrade_p99_ms: Option<u64>,
+    pub degrade_window_secs: Option<u32>,
+    pub degrade_recover_secs: Option<u32>,
+    pub degrade_min_requests: Option<u64>,
+}
+
+/// A feature turned on or off, in flags and in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    On,
+    Off,
 }
 
 impl FileConfig {

@@ -1,10 +1,11 @@
 //! `seckill serve`: open the store, rebuild stock, listen, drain on signal.
 
-use crate::config::StoreArgs;
+use crate::config::{FileConfig, StoreArgs, Switch};
 use crate::secrets::{self, ADMIN_TOKEN_FILE, JWT_SECRET_FILE};
 use anyhow::{Context, Result};
 use clap::Args;
 use seckill_server::auth::{JwtKey, JwtRules};
+use seckill_server::degrade::AutoRules;
 use seckill_server::shedding::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT_MS, Limits};
 use seckill_server::{Server, ServerConfig};
 use seckill_store::SqliteStore;
@@ -36,6 +37,74 @@ pub struct ServeArgs {
     /// Require this `aud` claim in user JWTs [default: not checked].
     #[arg(long, env = "SECKILL_JWT_AUDIENCE")]
     jwt_audience: Option<String>,
+    #[command(flatten)]
+    degrade: DegradeArgs,
+}
+
+/// Automatic degradation: when a kind of traffic answers too many 5xx or
+/// too slowly for a window, step down a level; step back up after a
+/// longer healthy spell.
+#[derive(Args)]
+struct DegradeArgs {
+    /// Step the degrade level down and up automatically [default: on].
+    #[arg(long, env = "SECKILL_AUTO_DEGRADE")]
+    auto_degrade: Option<Switch>,
+    /// Share of 5xx answers (0 to 1) that makes a kind of traffic unhealthy [default: 0.2].
+    #[arg(long, env = "SECKILL_DEGRADE_ERROR_RATE")]
+    degrade_error_rate: Option<f64>,
+    /// p99 latency in ms that makes a kind of traffic unhealthy [default: 2000].
+    #[arg(long, env = "SECKILL_DEGRADE_P99_MS")]
+    degrade_p99_ms: Option<u64>,
+    /// Seconds unhealthy in a row before stepping down [default: 5].
+    #[arg(long, env = "SECKILL_DEGRADE_WINDOW_SECS")]
+    degrade_window_secs: Option<u32>,
+    /// Seconds healthy in a row before stepping back up [default: 30].
+    #[arg(long, env = "SECKILL_DEGRADE_RECOVER_SECS")]
+    degrade_recover_secs: Option<u32>,
+    /// Requests per second of a kind below which it is not judged [default: 50].
+    #[arg(long, env = "SECKILL_DEGRADE_MIN_REQUESTS")]
+    degrade_min_requests: Option<u64>,
+}
+
+impl DegradeArgs {
+    /// The rules, or `None` when automatic degradation is off.
+    fn resolve(self, file: &FileConfig) -> Result<Option<AutoRules>> {
+        if self.auto_degrade.or(file.auto_degrade) == Some(Switch::Off) {
+            return Ok(None);
+        }
+        let defaults = AutoRules::default();
+        let rules = AutoRules {
+            error_rate: self
+                .degrade_error_rate
+                .or(file.degrade_error_rate)
+                .unwrap_or(defaults.error_rate),
+            p99: self
+                .degrade_p99_ms
+                .or(file.degrade_p99_ms)
+                .map_or(defaults.p99, Duration::from_millis),
+            window_secs: self
+                .degrade_window_secs
+                .or(file.degrade_window_secs)
+                .unwrap_or(defaults.window_secs),
+            recover_secs: self
+                .degrade_recover_secs
+                .or(file.degrade_recover_secs)
+                .unwrap_or(defaults.recover_secs),
+            min_requests: self
+                .degrade_min_requests
+                .or(file.degrade_min_requests)
+                .unwrap_or(defaults.min_requests),
+        };
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&rules.error_rate),
+            "degrade_error_rate must be between 0 and 1"
+        );
+        anyhow::ensure!(
+            rules.window_secs > 0 && rules.recover_secs > 0 && !rules.p99.is_zero(),
+            "degrade_window_secs, degrade_recover_secs and degrade_p99_ms must be at least 1"
+        );
+        Ok(Some(rules))
+    }
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -79,6 +148,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         limits.max_in_flight > 0 && !limits.request_timeout.is_zero(),
         "max_in_flight and request_timeout_ms must be at least 1"
     );
+    let auto_degrade = args.degrade.resolve(&resolved.file)?;
     let jwt_key = match args.jwt_public_key.or(resolved.file.jwt_public_key) {
         Some(path) => JwtKey::PublicKeyPem(
             std::fs::read(&path)
@@ -95,6 +165,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         },
         admin_token: admin_token.value.clone(),
         limits,
+        auto_degrade,
     };
     let server = open_server(&data_dir, config).await?;
     let listener = tokio::net::TcpListener::bind(listen)

@@ -7,25 +7,8 @@ mod common;
 
 use common::*;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-
-/// A purchase whose body never finishes: the handler waits for it.
-async fn stalled_purchase(api: &Api, sale: &str) -> TcpStream {
-    let addr = api.base.strip_prefix("http://").expect("an http base");
-    let mut socket = TcpStream::connect(addr).await.expect("connect");
-    let head = format!(
-        "POST /api/v1/sales/{sale}/purchase HTTP/1.1\r\nHost: {addr}\r\n\
-         Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
-         Content-Length: 100\r\n\r\n{{\"quan",
-        api.user_token("staller")
-    );
-    socket
-        .write_all(head.as_bytes())
-        .await
-        .expect("send the head");
-    socket
-}
 
 /// The stalled request has had time to be read and admitted, and has not
 /// been answered (a shed one would have been, at once).

@@ -25,7 +25,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -35,18 +35,54 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// At shutdown, how long in-flight requests get to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One request: refused if the degrade level says so; a purchase straight
-/// to its handler (a panic becomes a JSON 500), anything else through the
-/// router.
-async fn handle(
+/// One request: refused if the degrade level says so, else answered
+/// (within the limits) and its outcome counted for automatic degradation.
+async fn serve_request(app: App, router: Router, request: hyper::Request<Incoming>) -> Response {
+    let route = Route::of(request.method(), request.uri().path());
+    let traffic = Traffic::of(route);
+    if !app.degrade.level().allows(traffic) {
+        return canned::degraded();
+    }
+    let Some(health) = &app.degrade.health else {
+        return within_limits(&app, router, route, request).await;
+    };
+    let started = Instant::now();
+    let response = within_limits(&app, router, route, request).await;
+    health.record(
+        traffic,
+        response.status().is_server_error(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// Sheds the request if too many are in flight, cuts it off past the time
+/// limit; the operator's routes are exempt from both.
+async fn within_limits(
     app: &App,
     router: Router,
     route: Route,
     request: hyper::Request<Incoming>,
 ) -> Response {
-    if !app.degrade.level().allows(Traffic::of(route)) {
-        return canned::degraded();
+    if shedding::is_exempt(route) {
+        return handle(app, router, request).await;
     }
+    let Some(_admitted) = app.in_flight.admit() else {
+        app.metrics.shed_in_flight.increment(1);
+        return canned::overloaded();
+    };
+    match tokio::time::timeout(app.limits.request_timeout, handle(app, router, request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            app.metrics.shed_timeout.increment(1);
+            canned::timed_out()
+        }
+    }
+}
+
+/// A purchase straight to its handler (a panic becomes a JSON 500),
+/// anything else through the router.
+async fn handle(app: &App, router: Router, request: hyper::Request<Incoming>) -> Response {
     let Some(sale_id) = purchase::plain_purchase_sale_id(&request).map(str::to_owned) else {
         return match router.oneshot(request.map(Body::new)).await {
             Ok(response) => response,
@@ -89,24 +125,7 @@ pub async fn serve(
         let (app, router) = (app.clone(), router.clone());
         let service = service_fn(move |request: hyper::Request<Incoming>| {
             let (app, router) = (app.clone(), router.clone());
-            async move {
-                let route = Route::of(request.method(), request.uri().path());
-                if shedding::is_exempt(route) {
-                    return Ok(handle(&app, router, route, request).await);
-                }
-                let Some(_admitted) = app.in_flight.admit() else {
-                    app.metrics.shed_in_flight.increment(1);
-                    return Ok(canned::overloaded());
-                };
-                let limit = app.limits.request_timeout;
-                match tokio::time::timeout(limit, handle(&app, router, route, request)).await {
-                    Ok(response) => Ok::<_, Infallible>(response),
-                    Err(_) => {
-                        app.metrics.shed_timeout.increment(1);
-                        Ok(canned::timed_out())
-                    }
-                }
-            }
+            async move { Ok::<_, Infallible>(serve_request(app, router, request).await) }
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())

@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub jwt: auth::JwtRules,
     pub admin_token: String,
     pub limits: shedding::Limits,
+    /// Automatic degradation, when on.
+    pub auto_degrade: Option<degrade::AutoRules>,
 }
 
 /// Shared by every request and worker.
@@ -71,7 +73,7 @@ impl Server {
             purchase_tokens: purchase_token::PurchaseTokens::new(&config.jwt_secret),
             metrics: metrics::Metrics::new(),
             limits: config.limits,
-            degrade: degrade::Degrade::new(),
+            degrade: degrade::Degrade::new(config.auto_degrade),
             in_flight: shedding::InFlight::new(config.limits.max_in_flight),
             draining: AtomicBool::new(false),
         });
@@ -86,6 +88,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) {
         let sweeper = expiry::spawn(Arc::clone(&self.app));
+        let health_judge = degrade::auto::spawn(Arc::clone(&self.app));
         let app = Arc::clone(&self.app);
         http1::serve(
             listener,
@@ -99,6 +102,9 @@ impl Server {
         )
         .await;
         sweeper.abort();
+        if let Some(judge) = health_judge {
+            judge.abort();
+        }
         self.app.market.store().close().await;
         tracing::info!("stopped; every acknowledged write is committed");
     }

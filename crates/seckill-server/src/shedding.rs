@@ -61,9 +61,13 @@ impl InFlight {
     }
 }
 
-/// Routes never shed nor timed out: the operator's view of the engine.
+/// Routes never shed nor timed out: the operator's view of the engine, and
+/// the degrade switch, which an overloaded engine needs most.
 pub fn is_exempt(route: Route) -> bool {
-    matches!(route, Route::Healthz | Route::Readyz | Route::Metrics)
+    matches!(
+        route,
+        Route::Healthz | Route::Readyz | Route::Metrics | Route::Degrade
+    )
 }
 
 #[cfg(test)]

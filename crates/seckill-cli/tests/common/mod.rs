@@ -863,3 +863,23 @@ impl Report {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Raw sockets
+// ---------------------------------------------------------------------------
+
+/// A purchase whose body never finishes: the handler waits for it.
+pub async fn stalled_purchase(api: &Api, sale: &str) -> tokio::net::TcpStream {
+    let addr = api.base.strip_prefix("http://").expect("an http base");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/sales/{sale}/purchase HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"quan",
+        api.user_token("staller")
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut socket, head.as_bytes())
+        .await
+        .expect("send the head");
+    socket
+}

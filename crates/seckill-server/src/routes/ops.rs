@@ -3,7 +3,7 @@
 
 use super::extract::json_body;
 use crate::App;
-use crate::degrade::Level;
+use crate::degrade::{By, Level};
 use crate::error::{ApiError, ApiResult};
 use axum::Json;
 use axum::body::Body;
@@ -45,13 +45,22 @@ pub async fn metrics(State(app): State<App>) -> Response {
         .into_response()
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DegradeLevel {
+pub struct DegradeRequest {
     level: Level,
 }
 
-/// `GET` reads the degrade level; `POST {"level": …}` switches it.
+/// `level` applies: the stricter of the operator's and the automatic one.
+#[derive(Serialize)]
+pub struct DegradeState {
+    level: Level,
+    operator: Level,
+    automatic: Level,
+}
+
+/// `GET` reads the degrade level; `POST {"level": …}` switches the
+/// operator's level.
 pub async fn degrade(
     State(app): State<App>,
     method: Method,
@@ -60,13 +69,16 @@ pub async fn degrade(
 ) -> ApiResult<Response> {
     app.auth.admin(&headers)?;
     if method == Method::POST {
-        let DegradeLevel { level } = json_body(body)
+        let DegradeRequest { level } = json_body(body)
             .await?
             .ok_or_else(|| ApiError::bad_request("body: {\"level\": …} is required"))?;
-        app.degrade.set(level);
+        app.degrade.set(By::Operator, level);
     }
-    Ok(Json(DegradeLevel {
-        level: app.degrade.level(),
+    let degrade = &app.degrade;
+    Ok(Json(DegradeState {
+        level: degrade.level(),
+        operator: degrade.operator_level(),
+        automatic: degrade.automatic_level(),
     })
     .into_response())
 }

@@ -2,7 +2,15 @@
 //! the least important traffic is refused first (503 `unavailable`), so the
 //! purchase path keeps its capacity. Reads that need the store go first,
 //! then every read; purchases (and paying for them) are the last to go.
-//! The level is one atomic read per request.
+//! The level is two atomic reads per request.
+//!
+//! The operator switches levels by hand ([`By::Operator`]); with automatic
+//! degradation on, [`auto`] steps down when the engine is unhealthy and back
+//! up when it has recovered. The stricter of the two applies.
+
+pub mod auto;
+
+pub use auto::AutoRules;
 
 use crate::route::Route;
 use serde::{Deserialize, Serialize};
@@ -11,6 +19,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// The levels of API.md, from everything served to nearly nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[repr(u8)]
 pub enum Level {
     Normal,
     /// Reads answered from memory only: orders (read from the store) are refused.
@@ -76,44 +85,104 @@ impl Level {
     }
 }
 
-/// The engine's current level, shown as the gauge `seckill_degrade_level`
-/// (0 = normal … 3 = closed).
+/// The engine's level: the higher of the operator's choice and the
+/// automatic one, shown as the gauge `seckill_degrade_level` (0 = normal …
+/// 3 = closed); every switch is counted in
+/// `seckill_degrade_switches_total{by, to}` and logged.
 pub struct Degrade {
-    level: AtomicU8,
+    operator: AtomicU8,
+    automatic: AtomicU8,
     gauge: metrics::Gauge,
+    /// Present when automatic degradation is on.
+    pub health: Option<auto::Health>,
+}
+
+/// Who switched the level.
+#[derive(Clone, Copy, Debug)]
+pub enum By {
+    Operator,
+    Automatic,
 }
 
 impl Degrade {
-    pub fn new() -> Self {
+    pub fn new(auto: Option<AutoRules>) -> Self {
         let gauge = metrics::gauge!("seckill_degrade_level");
         gauge.set(0.0);
         Self {
-            level: AtomicU8::new(0),
+            operator: AtomicU8::new(0),
+            automatic: AtomicU8::new(0),
             gauge,
+            health: auto.map(auto::Health::new),
         }
     }
 
+    /// The level requests are judged by.
     pub fn level(&self) -> Level {
-        LEVELS[usize::from(self.level.load(Ordering::Relaxed)).min(LEVELS.len() - 1)]
+        self.operator_level().max(self.automatic_level())
     }
 
-    /// Switches to `level`; every switch is logged.
-    pub fn set(&self, level: Level) {
-        let index = LEVELS
-            .iter()
-            .position(|l| *l == level)
-            .expect("every level is listed");
-        let previous = LEVELS[usize::from(self.level.swap(index as u8, Ordering::Relaxed))];
-        self.gauge.set(index as f64);
+    pub fn operator_level(&self) -> Level {
+        Level::from_index(self.operator.load(Ordering::Relaxed))
+    }
+
+    pub fn automatic_level(&self) -> Level {
+        Level::from_index(self.automatic.load(Ordering::Relaxed))
+    }
+
+    /// Sets the operator's level (one click) or the automatic one.
+    pub fn set(&self, by: By, level: Level) {
+        let slot = match by {
+            By::Operator => &self.operator,
+            By::Automatic => &self.automatic,
+        };
+        let previous = Level::from_index(slot.swap(level.index(), Ordering::Relaxed));
+        self.gauge.set(f64::from(self.level().index()));
         if previous != level {
-            tracing::warn!(from = ?previous, to = ?level, "degrade level switched by the operator");
+            let by_label = match by {
+                By::Operator => "operator",
+                By::Automatic => "automatic",
+            };
+            metrics::counter!("seckill_degrade_switches_total", "by" => by_label, "to" => level.as_str())
+                .increment(1);
+            tracing::warn!(
+                by = by_label,
+                from = previous.as_str(),
+                to = level.as_str(),
+                now = self.level().as_str(),
+                "degrade level switched"
+            );
         }
     }
 }
 
-impl Default for Degrade {
-    fn default() -> Self {
-        Self::new()
+impl Level {
+    fn index(self) -> u8 {
+        self as u8
+    }
+
+    fn from_index(index: u8) -> Self {
+        LEVELS[usize::from(index).min(LEVELS.len() - 1)]
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+            Self::ReadsCached => "reads_cached",
+            Self::PurchasesOnly => "purchases_only",
+            Self::Closed => "closed",
+        }
+    }
+
+    /// One level down (less served), or `None` at the bottom.
+    pub fn lower(self) -> Option<Self> {
+        LEVELS.get(usize::from(self.index()) + 1).copied()
+    }
+
+    /// One level up (more served), or `None` at `Normal`.
+    pub fn higher(self) -> Option<Self> {
+        usize::from(self.index())
+            .checked_sub(1)
+            .map(|index| LEVELS[index])
     }
 }
 
@@ -154,12 +223,24 @@ mod tests {
     }
 
     #[test]
-    fn the_level_switches() {
-        let degrade = Degrade::new();
+    fn the_stricter_of_operator_and_automatic_applies() {
+        let degrade = Degrade::new(None);
         assert_eq!(degrade.level(), Level::Normal);
-        degrade.set(Level::Closed);
+        degrade.set(By::Operator, Level::Closed);
         assert_eq!(degrade.level(), Level::Closed);
-        degrade.set(Level::ReadsCached);
+        degrade.set(By::Automatic, Level::ReadsCached);
+        assert_eq!(degrade.level(), Level::Closed);
+        degrade.set(By::Operator, Level::Normal);
         assert_eq!(degrade.level(), Level::ReadsCached);
+        degrade.set(By::Automatic, Level::Normal);
+        assert_eq!(degrade.level(), Level::Normal);
+    }
+
+    #[test]
+    fn levels_step_one_at_a_time() {
+        assert_eq!(Level::Normal.lower(), Some(Level::ReadsCached));
+        assert_eq!(Level::Closed.lower(), None);
+        assert_eq!(Level::ReadsCached.higher(), Some(Level::Normal));
+        assert_eq!(Level::Normal.higher(), None);
     }
 }
