@@ -15,7 +15,7 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 pub struct StoreArgs {
     /// TOML configuration file (keys: listen, data_dir, jwt_secret,
     /// admin_token, max_in_flight, request_timeout_ms, jwt_public_key,
-    /// jwt_issuer, jwt_audience, auto_degrade, degrade_error_rate,
+    /// jwt_issuer, jwt_audience, tls_cert, tls_key, auto_degrade, degrade_error_rate,
     /// degrade_p99_ms, degrade_window_secs, degrade_recover_secs,
     /// degrade_min_requests).
     #[arg(long, env = "SECKILL_CONFIG")]
@@ -38,6 +38,8 @@ pub struct FileConfig {
     pub jwt_public_key: Option<PathBuf>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub auto_degrade: Option<Switch>,
     pub degrade_error_rate: Option<f64>,
     pub degrade_p99_ms: Option<u64>,

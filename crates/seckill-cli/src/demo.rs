@@ -67,6 +67,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             admin_token: admin_token.clone(),
             limits: Limits::default(),
             auto_degrade: Some(AutoRules::default()),
+            tls: None,
         };
         let server = open_server(data.path(), config).await?;
         let listener = tokio::net::TcpListener::bind(&args.listen)

@@ -37,6 +37,12 @@ pub struct ServeArgs {
     /// Require this `aud` claim in user JWTs [default: not checked].
     #[arg(long, env = "SECKILL_JWT_AUDIENCE")]
     jwt_audience: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key) [default: plain HTTP].
+    #[arg(long, env = "SECKILL_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "SECKILL_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     #[command(flatten)]
     degrade: DegradeArgs,
 }
@@ -149,6 +155,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         "max_in_flight and request_timeout_ms must be at least 1"
     );
     let auto_degrade = args.degrade.resolve(&resolved.file)?;
+    let tls = match (
+        args.tls_cert.or(resolved.file.tls_cert),
+        args.tls_key.or(resolved.file.tls_key),
+    ) {
+        (Some(cert), Some(key)) => Some(seckill_server::tls::acceptor(&cert, &key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("tls_cert and tls_key go together"),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let jwt_key = match args.jwt_public_key.or(resolved.file.jwt_public_key) {
         Some(path) => JwtKey::PublicKeyPem(
             std::fs::read(&path)
@@ -166,13 +181,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
         admin_token: admin_token.value.clone(),
         limits,
         auto_degrade,
+        tls,
     };
     let server = open_server(&data_dir, config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
-    println!("listening on http://{address}");
+    println!("listening on {scheme}://{address}");
     for (what, secret) in [
         ("JWT secret", &jwt_secret.file),
         ("admin token", &admin_token.file),

@@ -26,7 +26,9 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// A client gets this long to send a request's head; then its connection
@@ -96,6 +98,18 @@ async fn handle(app: &App, router: Router, request: hyper::Request<Incoming>) ->
         .unwrap_or_else(routes::panic_response)
 }
 
+/// One HTTP/1.1 connection over `io` (plain TCP or TLS).
+fn connection<IO, S>(io: IO, service: S) -> http1::Connection<TokioIo<IO>, S>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = Response, Error = Infallible>,
+{
+    http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service)
+}
+
 /// Serves `router` until `shutdown` resolves, then stops accepting and
 /// waits for every open connection to finish its in-flight request.
 /// Purchases go straight to their handler; everything else through the
@@ -104,6 +118,7 @@ pub async fn serve(
     listener: TcpListener,
     app: App,
     router: Router,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -127,14 +142,20 @@ pub async fn serve(
             let (app, router) = (app.clone(), router.clone());
             async move { Ok::<_, Infallible>(serve_request(app, router, request).await) }
         });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
             // Resets and half-closed sockets are routine under a crowd.
-            let _ = connection.await;
+            let Some(acceptor) = tls else {
+                let _ = watcher.watch(connection(stream, service)).await;
+                return;
+            };
+            // The handshake gets the same time as a request head.
+            if let Ok(Ok(stream)) =
+                tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await
+            {
+                let _ = watcher.watch(connection(stream, service)).await;
+            }
         });
     }
     drop(listener);

@@ -13,6 +13,7 @@ pub mod purchase_token;
 pub mod route;
 pub mod routes;
 pub mod shedding;
+pub mod tls;
 
 use auth::Auth;
 use market::Market;
@@ -31,6 +32,8 @@ pub struct ServerConfig {
     pub limits: shedding::Limits,
     /// Automatic degradation, when on.
     pub auto_degrade: Option<degrade::AutoRules>,
+    /// Serve TLS instead of plain HTTP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Shared by every request and worker.
@@ -60,6 +63,7 @@ pub enum OpenError {
 /// A warm engine: stock rebuilt, ready to serve.
 pub struct Server {
     app: App,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Server {
@@ -77,7 +81,10 @@ impl Server {
             in_flight: shedding::InFlight::new(config.limits.max_in_flight),
             draining: AtomicBool::new(false),
         });
-        Ok(Self { app })
+        Ok(Self {
+            app,
+            tls: config.tls,
+        })
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets
@@ -94,6 +101,7 @@ impl Server {
             listener,
             Arc::clone(&self.app),
             routes::router(Arc::clone(&self.app)),
+            self.tls.clone(),
             async move {
                 shutdown.await;
                 app.draining.store(true, Ordering::Release);

@@ -186,17 +186,21 @@ impl Seckill {
             Ok(Ok(line)) => line,
             _ => String::new(),
         };
-        let Some(addr) = first.trim_end().strip_prefix("listening on http://") else {
+        let Some(base) = first
+            .trim_end()
+            .strip_prefix("listening on ")
+            .filter(|url| url.starts_with("http://") || url.starts_with("https://"))
+        else {
             let _ = child.kill();
             let _ = child.wait();
             std::thread::sleep(Duration::from_millis(100)); // let the log drain
             panic!(
-                "the first stdout line must be `listening on http://ADDR`, got {first:?}; log:\n{}",
+                "the first stdout line must be `listening on http(s)://ADDR`, got {first:?}; log:\n{}",
                 tail(&log)
             );
         };
         self.api = Some(Api {
-            base: format!("http://{addr}"),
+            base: base.to_string(),
             http: http_client(),
             jwt_secret: Arc::clone(&self.jwt_secret),
             admin_token: Arc::clone(&self.admin_token),
