@@ -15,7 +15,8 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 pub struct StoreArgs {
     /// TOML configuration file (keys: listen, data_dir, jwt_secret,
     /// admin_token, max_in_flight, request_timeout_ms, jwt_public_key,
-    /// jwt_issuer, jwt_audience, tls_cert, tls_key, auto_degrade, degrade_error_rate,
+    /// jwt_issuer, jwt_audience, breaker_failures, breaker_open_ms,
+    /// tls_cert, tls_key, auto_degrade, degrade_error_rate,
     /// degrade_p99_ms, degrade_window_secs, degrade_recover_secs,
     /// degrade_min_requests).
     #[arg(long, env = "SECKILL_CONFIG")]
@@ -38,6 +39,8 @@ pub struct FileConfig {
     pub jwt_public_key: Option<PathBuf>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_open_ms: Option<u64>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub auto_degrade: Option<Switch>,

@@ -17,6 +17,7 @@ use seckill_bench::scenario::{Scenario, Target};
 use seckill_bench::{Bench, BenchReport};
 use seckill_server::ServerConfig;
 use seckill_server::auth::{JwtKey, JwtRules};
+use seckill_server::breaker::BreakerRules;
 use seckill_server::degrade::AutoRules;
 use seckill_server::shedding::Limits;
 use std::path::PathBuf;
@@ -67,6 +68,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             admin_token: admin_token.clone(),
             limits: Limits::default(),
             auto_degrade: Some(AutoRules::default()),
+            store_breaker: BreakerRules::default(),
             tls: None,
         };
         let server = open_server(data.path(), config).await?;

@@ -5,6 +5,7 @@ use crate::secrets::{self, ADMIN_TOKEN_FILE, JWT_SECRET_FILE};
 use anyhow::{Context, Result};
 use clap::Args;
 use seckill_server::auth::{JwtKey, JwtRules};
+use seckill_server::breaker::{BreakerRules, DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN_MS};
 use seckill_server::degrade::AutoRules;
 use seckill_server::shedding::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT_MS, Limits};
 use seckill_server::{Server, ServerConfig};
@@ -37,6 +38,12 @@ pub struct ServeArgs {
     /// Require this `aud` claim in user JWTs [default: not checked].
     #[arg(long, env = "SECKILL_JWT_AUDIENCE")]
     jwt_audience: Option<String>,
+    /// Failed store calls in a row that open its circuit breaker [default: 5].
+    #[arg(long, env = "SECKILL_BREAKER_FAILURES")]
+    breaker_failures: Option<u32>,
+    /// How long an open breaker fails calls at once before a probe, in ms [default: 5000].
+    #[arg(long, env = "SECKILL_BREAKER_OPEN_MS")]
+    breaker_open_ms: Option<u64>,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key) [default: plain HTTP].
     #[arg(long, env = "SECKILL_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -164,6 +171,21 @@ async fn serve(args: ServeArgs) -> Result<()> {
         _ => anyhow::bail!("tls_cert and tls_key go together"),
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let store_breaker = BreakerRules {
+        failures: args
+            .breaker_failures
+            .or(resolved.file.breaker_failures)
+            .unwrap_or(DEFAULT_BREAKER_FAILURES),
+        open_for: Duration::from_millis(
+            args.breaker_open_ms
+                .or(resolved.file.breaker_open_ms)
+                .unwrap_or(DEFAULT_BREAKER_OPEN_MS),
+        ),
+    };
+    anyhow::ensure!(
+        store_breaker.failures > 0 && !store_breaker.open_for.is_zero(),
+        "breaker_failures and breaker_open_ms must be at least 1"
+    );
     let jwt_key = match args.jwt_public_key.or(resolved.file.jwt_public_key) {
         Some(path) => JwtKey::PublicKeyPem(
             std::fs::read(&path)
@@ -181,6 +203,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         admin_token: admin_token.value.clone(),
         limits,
         auto_degrade,
+        store_breaker,
         tls,
     };
     let server = open_server(&data_dir, config).await?;

@@ -86,7 +86,10 @@ impl From<FieldError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        tracing::error!(%error, "store failed");
+        // An open breaker was logged once when it opened, not per request.
+        if !matches!(error, StoreError::CircuitOpen) {
+            tracing::error!(%error, "store failed");
+        }
         Self::unavailable("the order store is unavailable, retry shortly")
     }
 }

@@ -5,6 +5,7 @@
 //! so orders pending at start are picked up without reloading anything.
 
 use crate::App;
+use seckill_store::StoreError;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -24,6 +25,7 @@ pub fn spawn(app: App) -> JoinHandle<()> {
                     }
                     app.metrics.expired.increment(released.len() as u64);
                 }
+                Err(StoreError::CircuitOpen) => {}
                 Err(error) => tracing::warn!(%error, "expiry sweep failed; retrying"),
             }
         }

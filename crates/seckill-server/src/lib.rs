@@ -3,9 +3,11 @@
 //! [`expiry`] sweeper, over any [`seckill_store::Store`].
 
 pub mod auth;
+pub mod breaker;
 pub mod degrade;
 pub mod error;
 pub mod expiry;
+pub mod guarded_store;
 mod http1;
 pub mod market;
 pub mod metrics;
@@ -32,6 +34,8 @@ pub struct ServerConfig {
     pub limits: shedding::Limits,
     /// Automatic degradation, when on.
     pub auto_degrade: Option<degrade::AutoRules>,
+    /// When the store's breaker opens.
+    pub store_breaker: breaker::BreakerRules,
     /// Serve TLS instead of plain HTTP.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -70,12 +74,16 @@ impl Server {
     /// Loads the store and rebuilds every sale's stock from its orders.
     pub async fn open(config: ServerConfig, store: Arc<dyn Store>) -> Result<Self, OpenError> {
         let auth = Auth::new(&config.jwt, &config.admin_token)?;
+        // First: it installs the recorder that every metric handle binds to.
+        let metrics = metrics::Metrics::new();
         let snapshot = store.load().await?;
+        let breaker = Arc::new(breaker::Breaker::new("store", config.store_breaker));
+        let store = Arc::new(guarded_store::GuardedStore::new(store, breaker));
         let app = Arc::new(AppState {
             market: Market::restore(store, snapshot),
             auth,
             purchase_tokens: purchase_token::PurchaseTokens::new(&config.jwt_secret),
-            metrics: metrics::Metrics::new(),
+            metrics,
             limits: config.limits,
             degrade: degrade::Degrade::new(config.auto_degrade),
             in_flight: shedding::InFlight::new(config.limits.max_in_flight),

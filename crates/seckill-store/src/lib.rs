@@ -22,6 +22,10 @@ pub enum StoreError {
     /// No connection or thread to run the query on.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// Not attempted: the store kept failing and its circuit breaker is
+    /// open (see the breaker's log line and metric; not logged per call).
+    #[error("the store keeps failing; its circuit breaker is open")]
+    CircuitOpen,
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     /// The writer could not commit this write (the cause is in its log) or
