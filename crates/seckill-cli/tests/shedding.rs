@@ -110,3 +110,35 @@ async fn bad_limits_are_refused_at_start() {
         assert!(stderr.contains("at least 1"), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_huge_request_head_is_refused_and_the_engine_serves_on() {
+    let seckill = Seckill::start().await;
+    let addr = seckill.base.strip_prefix("http://").expect("an http base");
+    for (what, extra_headers) in [
+        (
+            "one huge header",
+            format!("X-Padding: {}\r\n", "a".repeat(40 * 1024)),
+        ),
+        (
+            "too many headers",
+            (0..100).map(|i| format!("X-H{i}: v\r\n")).collect(),
+        ),
+    ] {
+        let mut socket = TcpStream::connect(addr).await.expect("connect");
+        let head = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n{extra_headers}\r\n");
+        // The engine may stop reading before the end; the write may fail.
+        let _ = tokio::io::AsyncWriteExt::write_all(&mut socket, head.as_bytes()).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(PATIENCE, socket.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 431"),
+            "{what}: {answer}"
+        );
+    }
+    seckill
+        .get("/healthz", &Auth::None)
+        .await
+        .assert_status(StatusCode::OK);
+}

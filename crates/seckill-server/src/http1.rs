@@ -34,6 +34,12 @@ use tower::ServiceExt;
 /// A client gets this long to send a request's head; then its connection
 /// is closed, so slow or stalled clients cannot pin connections.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (start line and headers) accepted; past it the
+/// client gets 431 and the connection closes. Generous for browsers and
+/// JWTs, small enough that a crowd of huge heads cannot eat the memory.
+const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// Most header lines in one request head.
+const MAX_HEADERS: usize = 64;
 /// At shutdown, how long in-flight requests get to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -107,6 +113,8 @@ where
     http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
         .serve_connection(TokioIo::new(io), service)
 }
 
