@@ -14,7 +14,9 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
     /// TOML configuration file (keys: listen, data_dir, jwt_secret,
-    /// admin_token, max_in_flight, request_timeout_ms).
+    /// admin_token, max_in_flight, request_timeout_ms, rate_algorithm,
+    /// user_rate, user_burst, ip_rate, ip_burst, global_rate,
+    /// trusted_proxies, rate_limited_routes).
     #[arg(long, env = "SECKILL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Embedded store folder [default: ./data].
@@ -32,6 +34,14 @@ pub struct FileConfig {
     pub admin_token: Option<String>,
     pub max_in_flight: Option<usize>,
     pub request_timeout_ms: Option<u64>,
+    pub rate_algorithm: Option<String>,
+    pub user_rate: Option<u32>,
+    pub user_burst: Option<u32>,
+    pub ip_rate: Option<u32>,
+    pub ip_burst: Option<u32>,
+    pub global_rate: Option<u32>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub rate_limited_routes: Option<Vec<String>>,
 }
 
 impl FileConfig {

@@ -15,6 +15,7 @@ use seckill_bench::report::thousands;
 use seckill_bench::run::{Load, Stop};
 use seckill_bench::scenario::{Scenario, Target};
 use seckill_bench::{Bench, BenchReport};
+use seckill_server::rate_limit::RateLimitConfig;
 use seckill_server::shedding::Limits;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -54,7 +55,14 @@ pub fn run(args: DemoArgs) -> Result<()> {
         .build()
         .context("starting the runtime")?;
     let (server, listener) = runtime.block_on(async {
-        let server = open_server(data.path(), &jwt_secret, &admin_token, Limits::default()).await?;
+        let server = open_server(
+            data.path(),
+            &jwt_secret,
+            &admin_token,
+            Limits::default(),
+            RateLimitConfig::default(),
+        )
+        .await?;
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;

@@ -1,9 +1,11 @@
 //! `seckill serve`: open the store, rebuild stock, listen, drain on signal.
 
 use crate::config::StoreArgs;
+use crate::rate_limit::RateLimitArgs;
 use crate::secrets::{self, ADMIN_TOKEN_FILE, JWT_SECRET_FILE};
 use anyhow::{Context, Result};
 use clap::Args;
+use seckill_server::rate_limit::RateLimitConfig;
 use seckill_server::shedding::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT_MS, Limits};
 use seckill_server::{Server, ServerConfig};
 use seckill_store::SqliteStore;
@@ -25,6 +27,8 @@ pub struct ServeArgs {
     /// Time limit per request in milliseconds; past it, 503 [default: 10000].
     #[arg(long, env = "SECKILL_REQUEST_TIMEOUT_MS")]
     request_timeout_ms: Option<u64>,
+    #[command(flatten)]
+    rate_limit: RateLimitArgs,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -68,7 +72,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         limits.max_in_flight > 0 && !limits.request_timeout.is_zero(),
         "max_in_flight and request_timeout_ms must be at least 1"
     );
-    let server = open_server(&data_dir, &jwt_secret.value, &admin_token.value, limits).await?;
+    let rate_limits = args.rate_limit.resolve(&resolved.file)?;
+    let server = open_server(
+        &data_dir,
+        &jwt_secret.value,
+        &admin_token.value,
+        limits,
+        rate_limits,
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -93,6 +105,7 @@ pub async fn open_server(
     jwt_secret: &str,
     admin_token: &str,
     limits: Limits,
+    rate_limits: RateLimitConfig,
 ) -> Result<Server> {
     let store = SqliteStore::open(data_dir)
         .await
@@ -102,6 +115,7 @@ pub async fn open_server(
             jwt_secret: jwt_secret.as_bytes().to_vec(),
             admin_token: admin_token.to_string(),
             limits,
+            rate_limits,
         },
         Arc::new(store),
     )

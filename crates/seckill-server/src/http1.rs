@@ -10,12 +10,15 @@
 use crate::App;
 use crate::degrade::Traffic;
 use crate::error::canned;
+use crate::rate_limit::Limited;
 use crate::route::Route;
 use crate::routes::{self, purchase};
 use crate::shedding;
 use axum::Router;
 use axum::body::Body;
-use axum::response::Response;
+use axum::extract::ConnectInfo;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -24,6 +27,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -37,27 +41,52 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One request: refused if the degrade level says so; a purchase straight
 /// to its handler (a panic becomes a JSON 500), anything else through the
-/// router.
+/// rate limits, if its route is limited, and the router.
 async fn handle(
     app: &App,
     router: Router,
     route: Route,
+    peer: SocketAddr,
     request: hyper::Request<Incoming>,
 ) -> Response {
     if !app.degrade.level().allows(Traffic::of(route)) {
         return canned::degraded();
     }
     let Some(sale_id) = purchase::plain_purchase_sale_id(&request).map(str::to_owned) else {
-        return match router.oneshot(request.map(Body::new)).await {
+        if let Err(limited) = admit(app, route, peer, request.headers()).await {
+            return limited.into_response();
+        }
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(ConnectInfo(peer));
+        return match router.oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
         };
     };
-    let buying = purchase::buy(app, &sale_id, request.map(Body::new));
+    let buying = purchase::buy(app, &sale_id, peer.ip(), request.map(Body::new));
     AssertUnwindSafe(buying)
         .catch_unwind()
         .await
         .unwrap_or_else(routes::panic_response)
+}
+
+/// The rate limits of a route that is not a purchase (purchases apply them
+/// between their own steps), all before routing; the user is whoever the
+/// bearer token names, if it verifies.
+async fn admit(
+    app: &App,
+    route: Route,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<(), Limited> {
+    if route == Route::Purchase || !app.rate_limits.applies_to(route) {
+        return Ok(());
+    }
+    app.rate_limits
+        .admit_address(route, peer.ip(), headers)
+        .await?;
+    let user = app.auth.user(headers).ok();
+    app.rate_limits.admit_user(route, user.as_ref()).await
 }
 
 /// Serves `router` until `shutdown` resolves, then stops accepting and
@@ -73,9 +102,9 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors and the like: back off, go on.
                     tracing::warn!(%error, "accept failed");
@@ -92,14 +121,15 @@ pub async fn serve(
             async move {
                 let route = Route::of(request.method(), request.uri().path());
                 if shedding::is_exempt(route) {
-                    return Ok(handle(&app, router, route, request).await);
+                    return Ok(handle(&app, router, route, peer, request).await);
                 }
                 let Some(_admitted) = app.in_flight.admit() else {
                     app.metrics.shed_in_flight.increment(1);
                     return Ok(canned::overloaded());
                 };
                 let limit = app.limits.request_timeout;
-                match tokio::time::timeout(limit, handle(&app, router, route, request)).await {
+                match tokio::time::timeout(limit, handle(&app, router, route, peer, request)).await
+                {
                     Ok(response) => Ok::<_, Infallible>(response),
                     Err(_) => {
                         app.metrics.shed_timeout.increment(1);

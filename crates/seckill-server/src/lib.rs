@@ -3,6 +3,7 @@
 //! [`expiry`] sweeper, over any [`seckill_store::Store`].
 
 pub mod auth;
+pub mod client_ip;
 pub mod degrade;
 pub mod error;
 pub mod expiry;
@@ -10,6 +11,7 @@ mod http1;
 pub mod market;
 pub mod metrics;
 pub mod purchase_token;
+pub mod rate_limit;
 pub mod route;
 pub mod routes;
 pub mod shedding;
@@ -27,6 +29,7 @@ pub struct ServerConfig {
     pub jwt_secret: Vec<u8>,
     pub admin_token: String,
     pub limits: shedding::Limits,
+    pub rate_limits: rate_limit::RateLimitConfig,
 }
 
 /// Shared by every request and worker.
@@ -35,6 +38,7 @@ pub struct AppState {
     pub auth: Auth,
     pub purchase_tokens: purchase_token::PurchaseTokens,
     pub metrics: metrics::Metrics,
+    pub rate_limits: rate_limit::RateLimits,
     pub limits: shedding::Limits,
     pub degrade: degrade::Degrade,
     pub in_flight: shedding::InFlight,
@@ -58,6 +62,7 @@ impl Server {
             auth: Auth::new(&config.jwt_secret, &config.admin_token),
             purchase_tokens: purchase_token::PurchaseTokens::new(&config.jwt_secret),
             metrics: metrics::Metrics::new(),
+            rate_limits: rate_limit::RateLimits::new(config.rate_limits),
             limits: config.limits,
             degrade: degrade::Degrade::new(),
             in_flight: shedding::InFlight::new(config.limits.max_in_flight),
@@ -74,6 +79,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) {
         let sweeper = expiry::spawn(Arc::clone(&self.app));
+        let evictor = rate_limit::spawn_eviction(Arc::clone(&self.app));
         let app = Arc::clone(&self.app);
         http1::serve(
             listener,
@@ -87,6 +93,7 @@ impl Server {
         )
         .await;
         sweeper.abort();
+        evictor.abort();
         self.app.market.store().close().await;
         tracing::info!("stopped; every acknowledged write is committed");
     }
