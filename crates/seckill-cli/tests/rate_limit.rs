@@ -127,6 +127,27 @@ async fn one_user_gets_at_most_rate_plus_burst_while_other_users_are_unaffected(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purchases_that_go_through_the_router_share_the_same_limits() {
+    let server = Seckill::start_with(&["--user-rate", "1", "--user-burst", "2"]).await;
+    let sale = roomy_sale(&server).await;
+    // The same sale id with its first character percent-encoded: routed.
+    let encoded = format!("%{:02X}{}", sale.as_bytes()[0], &sale[1..]);
+    let routed = format!("/api/v1/sales/{encoded}/purchase");
+
+    server.buy("router-user", &sale).await;
+    server
+        .post(&routed, &Auth::user("router-user"), Body::Empty)
+        .await
+        .accepted(&sale);
+    for path in [routed, format!("/api/v1/sales/{sale}/purchase")] {
+        server
+            .post(&path, &Auth::user("router-user"), Body::Empty)
+            .await
+            .expect_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_behind_a_trusted_proxy_is_limited_and_other_addresses_are_not() {
     let server = Seckill::start_with(&[
         "--user-rate",
