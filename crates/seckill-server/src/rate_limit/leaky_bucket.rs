@@ -71,7 +71,7 @@ mod tests {
         }
         assert_eq!(
             waits,
-            [0, 100, 200].map(|ms| Duration::from_millis(ms)),
+            [0, 100, 200].map(Duration::from_millis),
             "spaced at the leak rate"
         );
         assert_eq!(
