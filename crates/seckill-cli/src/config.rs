@@ -18,7 +18,8 @@ pub struct StoreArgs {
     /// jwt_issuer, jwt_audience, breaker_failures, breaker_open_ms,
     /// tls_cert, tls_key, auto_degrade, degrade_error_rate,
     /// degrade_p99_ms, degrade_window_secs, degrade_recover_secs,
-    /// degrade_min_requests).
+    /// degrade_min_requests, rate_algorithm, user_rate, user_burst, ip_rate,
+    /// ip_burst, global_rate, trusted_proxies, rate_limited_routes).
     #[arg(long, env = "SECKILL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Embedded store folder [default: ./data].
@@ -49,6 +50,14 @@ pub struct FileConfig {
     pub degrade_window_secs: Option<u32>,
     pub degrade_recover_secs: Option<u32>,
     pub degrade_min_requests: Option<u64>,
+    pub rate_algorithm: Option<String>,
+    pub user_rate: Option<u32>,
+    pub user_burst: Option<u32>,
+    pub ip_rate: Option<u32>,
+    pub ip_burst: Option<u32>,
+    pub global_rate: Option<u32>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub rate_limited_routes: Option<Vec<String>>,
 }
 
 /// A feature turned on or off, in flags and in the file.

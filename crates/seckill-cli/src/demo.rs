@@ -19,6 +19,7 @@ use seckill_server::ServerConfig;
 use seckill_server::auth::{JwtKey, JwtRules};
 use seckill_server::breaker::BreakerRules;
 use seckill_server::degrade::AutoRules;
+use seckill_server::rate_limit::RateLimitConfig;
 use seckill_server::shedding::Limits;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -69,6 +70,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             limits: Limits::default(),
             auto_degrade: Some(AutoRules::default()),
             store_breaker: BreakerRules::default(),
+            rate_limits: RateLimitConfig::default(),
             tls: None,
         };
         let server = open_server(data.path(), config).await?;

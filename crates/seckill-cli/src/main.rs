@@ -4,6 +4,7 @@ mod bench;
 mod config;
 mod demo;
 mod plan;
+mod rate_limit;
 mod secrets;
 mod serve;
 mod token;

@@ -1,6 +1,7 @@
 //! `seckill serve`: open the store, rebuild stock, listen, drain on signal.
 
 use crate::config::{FileConfig, StoreArgs, Switch};
+use crate::rate_limit::RateLimitArgs;
 use crate::secrets::{self, ADMIN_TOKEN_FILE, JWT_SECRET_FILE};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -52,6 +53,8 @@ pub struct ServeArgs {
     tls_key: Option<PathBuf>,
     #[command(flatten)]
     degrade: DegradeArgs,
+    #[command(flatten)]
+    rate_limit: RateLimitArgs,
 }
 
 /// Automatic degradation: when a kind of traffic answers too many 5xx or
@@ -162,6 +165,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         "max_in_flight and request_timeout_ms must be at least 1"
     );
     let auto_degrade = args.degrade.resolve(&resolved.file)?;
+    let rate_limits = args.rate_limit.resolve(&resolved.file)?;
     let tls = match (
         args.tls_cert.or(resolved.file.tls_cert),
         args.tls_key.or(resolved.file.tls_key),
@@ -204,6 +208,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         limits,
         auto_degrade,
         store_breaker,
+        rate_limits,
         tls,
     };
     let server = open_server(&data_dir, config).await?;

@@ -132,10 +132,7 @@ async fn a_huge_request_head_is_refused_and_the_engine_serves_on() {
         let mut answer = Vec::new();
         let _ = tokio::time::timeout(PATIENCE, socket.read_to_end(&mut answer)).await;
         let answer = String::from_utf8_lossy(&answer);
-        assert!(
-            answer.starts_with("HTTP/1.1 431"),
-            "{what}: {answer}"
-        );
+        assert!(answer.starts_with("HTTP/1.1 431"), "{what}: {answer}");
     }
     seckill
         .get("/healthz", &Auth::None)

@@ -10,12 +10,15 @@
 use crate::App;
 use crate::degrade::Traffic;
 use crate::error::canned;
+use crate::rate_limit::Limited;
 use crate::route::Route;
 use crate::routes::{self, purchase};
 use crate::shedding;
 use axum::Router;
 use axum::body::Body;
-use axum::response::Response;
+use axum::extract::ConnectInfo;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -24,6 +27,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -45,17 +49,22 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One request: refused if the degrade level says so, else answered
 /// (within the limits) and its outcome counted for automatic degradation.
-async fn serve_request(app: App, router: Router, request: hyper::Request<Incoming>) -> Response {
+async fn serve_request(
+    app: App,
+    router: Router,
+    peer: SocketAddr,
+    request: hyper::Request<Incoming>,
+) -> Response {
     let route = Route::of(request.method(), request.uri().path());
     let traffic = Traffic::of(route);
     if !app.degrade.level().allows(traffic) {
         return canned::degraded();
     }
     let Some(health) = &app.degrade.health else {
-        return within_limits(&app, router, route, request).await;
+        return within_limits(&app, router, route, peer, request).await;
     };
     let started = Instant::now();
-    let response = within_limits(&app, router, route, request).await;
+    let response = within_limits(&app, router, route, peer, request).await;
     health.record(
         traffic,
         response.status().is_server_error(),
@@ -70,16 +79,18 @@ async fn within_limits(
     app: &App,
     router: Router,
     route: Route,
+    peer: SocketAddr,
     request: hyper::Request<Incoming>,
 ) -> Response {
     if shedding::is_exempt(route) {
-        return handle(app, router, request).await;
+        return handle(app, router, route, peer, request).await;
     }
     let Some(_admitted) = app.in_flight.admit() else {
         app.metrics.shed_in_flight.increment(1);
         return canned::overloaded();
     };
-    match tokio::time::timeout(app.limits.request_timeout, handle(app, router, request)).await {
+    let handling = handle(app, router, route, peer, request);
+    match tokio::time::timeout(app.limits.request_timeout, handling).await {
         Ok(response) => response,
         Err(_) => {
             app.metrics.shed_timeout.increment(1);
@@ -89,15 +100,27 @@ async fn within_limits(
 }
 
 /// A purchase straight to its handler (a panic becomes a JSON 500),
-/// anything else through the router.
-async fn handle(app: &App, router: Router, request: hyper::Request<Incoming>) -> Response {
+/// anything else through the rate limits, if its route is limited, and the
+/// router.
+async fn handle(
+    app: &App,
+    router: Router,
+    route: Route,
+    peer: SocketAddr,
+    request: hyper::Request<Incoming>,
+) -> Response {
     let Some(sale_id) = purchase::plain_purchase_sale_id(&request).map(str::to_owned) else {
-        return match router.oneshot(request.map(Body::new)).await {
+        if let Err(limited) = admit(app, route, peer, request.headers()).await {
+            return limited.into_response();
+        }
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(ConnectInfo(peer));
+        return match router.oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
         };
     };
-    let buying = purchase::buy(app, &sale_id, request.map(Body::new));
+    let buying = purchase::buy(app, &sale_id, peer.ip(), request.map(Body::new));
     AssertUnwindSafe(buying)
         .catch_unwind()
         .await
@@ -118,6 +141,25 @@ where
         .serve_connection(TokioIo::new(io), service)
 }
 
+/// The rate limits of a route that is not a purchase (purchases apply them
+/// between their own steps), all before routing; the user is whoever the
+/// bearer token names, if it verifies.
+async fn admit(
+    app: &App,
+    route: Route,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<(), Limited> {
+    if route == Route::Purchase || !app.rate_limits.applies_to(route) {
+        return Ok(());
+    }
+    app.rate_limits
+        .admit_address(route, peer.ip(), headers)
+        .await?;
+    let user = app.auth.user(headers).ok();
+    app.rate_limits.admit_user(route, user.as_ref()).await
+}
+
 /// Serves `router` until `shutdown` resolves, then stops accepting and
 /// waits for every open connection to finish its in-flight request.
 /// Purchases go straight to their handler; everything else through the
@@ -132,9 +174,9 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors and the like: back off, go on.
                     tracing::warn!(%error, "accept failed");
@@ -148,7 +190,7 @@ pub async fn serve(
         let (app, router) = (app.clone(), router.clone());
         let service = service_fn(move |request: hyper::Request<Incoming>| {
             let (app, router) = (app.clone(), router.clone());
-            async move { Ok::<_, Infallible>(serve_request(app, router, request).await) }
+            async move { Ok::<_, Infallible>(serve_request(app, router, peer, request).await) }
         });
         let watcher = graceful.watcher();
         let tls = tls.clone();

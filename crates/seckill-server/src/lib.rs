@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod breaker;
+pub mod client_ip;
 pub mod degrade;
 pub mod error;
 pub mod expiry;
@@ -12,6 +13,7 @@ mod http1;
 pub mod market;
 pub mod metrics;
 pub mod purchase_token;
+pub mod rate_limit;
 pub mod route;
 pub mod routes;
 pub mod shedding;
@@ -38,6 +40,7 @@ pub struct ServerConfig {
     pub store_breaker: breaker::BreakerRules,
     /// Serve TLS instead of plain HTTP.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub rate_limits: rate_limit::RateLimitConfig,
 }
 
 /// Shared by every request and worker.
@@ -46,6 +49,7 @@ pub struct AppState {
     pub auth: Auth,
     pub purchase_tokens: purchase_token::PurchaseTokens,
     pub metrics: metrics::Metrics,
+    pub rate_limits: rate_limit::RateLimits,
     pub limits: shedding::Limits,
     pub degrade: degrade::Degrade,
     pub in_flight: shedding::InFlight,
@@ -84,6 +88,7 @@ impl Server {
             auth,
             purchase_tokens: purchase_token::PurchaseTokens::new(&config.jwt_secret),
             metrics,
+            rate_limits: rate_limit::RateLimits::new(config.rate_limits),
             limits: config.limits,
             degrade: degrade::Degrade::new(config.auto_degrade),
             in_flight: shedding::InFlight::new(config.limits.max_in_flight),
@@ -104,6 +109,7 @@ impl Server {
     ) {
         let sweeper = expiry::spawn(Arc::clone(&self.app));
         let health_judge = degrade::auto::spawn(Arc::clone(&self.app));
+        let evictor = rate_limit::spawn_eviction(Arc::clone(&self.app));
         let app = Arc::clone(&self.app);
         http1::serve(
             listener,
@@ -121,6 +127,7 @@ impl Server {
         if let Some(judge) = health_judge {
             judge.abort();
         }
+        evictor.abort();
         self.app.market.store().close().await;
         tracing::info!("stopped; every acknowledged write is committed");
     }

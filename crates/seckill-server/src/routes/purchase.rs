@@ -5,13 +5,16 @@
 use super::extract::{Id, json_body};
 use crate::error::{ApiError, ApiResult, canned};
 use crate::market::{LiveSale, Purchase};
+use crate::rate_limit::Limited;
+use crate::route::Route;
 use crate::{App, AppState};
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use seckill_core::{ErrorCode, SalePhase, Timestamp};
 use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// Where a sale with `require_purchase_token` looks for the token.
@@ -82,36 +85,63 @@ pub fn plain_purchase_sale_id<B>(request: &Request<B>) -> Option<&str> {
 /// The route handler: ids that needed percent-decoding come this way.
 pub async fn purchase(
     State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Id(sale_id): Id,
     request: axum::extract::Request,
 ) -> Response {
-    buy(&app, &sale_id, request).await
+    buy(&app, &sale_id, peer.ip(), request).await
 }
 
-/// A purchase, cheapest check first.
-pub async fn buy(app: &AppState, sale_id: &str, request: Request<Body>) -> Response {
+/// Why a purchase that passed triage was refused.
+enum Refusal {
+    Api(ApiError),
+    Limited(Limited),
+}
+
+impl<E: Into<ApiError>> From<E> for Refusal {
+    fn from(error: E) -> Self {
+        Self::Api(error.into())
+    }
+}
+
+impl From<Limited> for Refusal {
+    fn from(limited: Limited) -> Self {
+        Self::Limited(limited)
+    }
+}
+
+/// A purchase from `peer`, cheapest check first.
+pub async fn buy(app: &AppState, sale_id: &str, peer: IpAddr, request: Request<Body>) -> Response {
     let sale = match triage(app, sale_id) {
         Triage::Refused(answer) => return answer,
         Triage::Open(sale) => sale,
     };
     // Taken apart only now: the refusals above never touch headers or body.
     let (parts, body) = request.into_parts();
-    match reserve(app, &sale, &parts.headers, body).await {
+    match reserve(app, &sale, peer, &parts.headers, body).await {
         Ok(response) => {
             app.metrics.purchase(None);
             response
         }
-        Err(error) => app.metrics.refused(error).into_response(),
+        Err(Refusal::Api(error)) => app.metrics.refused(error).into_response(),
+        Err(Refusal::Limited(limited)) => {
+            app.metrics.purchase(Some(ErrorCode::RateLimited));
+            limited.into_response()
+        }
     }
 }
 
 async fn reserve(
     app: &AppState,
     sale: &Arc<LiveSale>,
+    peer: IpAddr,
     headers: &HeaderMap,
     body: Body,
-) -> ApiResult<Response> {
+) -> Result<Response, Refusal> {
+    let limits = &app.rate_limits;
+    limits.admit_address(Route::Purchase, peer, headers).await?;
     let user = app.auth.user(headers)?;
+    limits.admit_user(Route::Purchase, Some(&user)).await?;
     if sale.sale.require_purchase_token {
         let token = headers
             .get(PURCHASE_TOKEN_HEADER)
