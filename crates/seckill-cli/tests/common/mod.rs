@@ -274,6 +274,10 @@ fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(PATIENCE)
         .pool_max_idle_per_host(1024)
+        // Under the engine's 10 s limit for an idle connection to send a
+        // request head, so a pooled connection is never reused just as the
+        // engine closes it.
+        .pool_idle_timeout(Duration::from_secs(5))
         .build()
         .expect("build the HTTP client")
 }
