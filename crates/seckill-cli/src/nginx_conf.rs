@@ -150,7 +150,7 @@ fn parse_address(text: &str) -> Result<String, String> {
         Ok(1..) => {}
         _ => return Err(format!("{text:?}: {port:?} is not a port from 1 to 65535")),
     }
-    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+    if !host.is_empty() && host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return Err(format!("{text:?}: {host:?} is not an IPv4 address"));
     }
     if !is_host_name(host) {
