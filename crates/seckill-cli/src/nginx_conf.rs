@@ -38,11 +38,16 @@ pub struct NginxConfArgs {
     strategy: Strategy,
     /// Purchases per second allowed from one client address (limit_req)
     /// [default: no limit].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     rate: Option<u32>,
     /// Purchases from one client address allowed beyond --rate at once;
     /// past it, 429.
-    #[arg(long, default_value_t = 0, requires = "rate")]
+    #[arg(
+        long,
+        default_value_t = 0,
+        requires = "rate",
+        allow_negative_numbers = true
+    )]
     burst: u32,
     /// Open connections allowed from one client address (limit_conn); past
     /// it, 429 [default: no limit].
@@ -164,7 +169,9 @@ fn is_host_name(host: &str) -> bool {
     host.len() <= 253
         && host.split('.').all(|label| {
             (1..=63).contains(&label.len())
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -175,8 +182,9 @@ pub fn run(args: NginxConfArgs) -> Result<()> {
     let conf = NginxConf::from_args(args)?;
     let text = conf.render();
     match out {
-        Some(path) => std::fs::write(&path, text)
-            .with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => {
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?
+        }
         None => print!("{text}"),
     }
     Ok(())
@@ -541,7 +549,10 @@ mod tests {
         assert_eq!(parse_node("10.0.0.5:8080"), Ok(node("10.0.0.5:8080", 1)));
         assert_eq!(parse_node("10.0.0.5:8080=3"), Ok(node("10.0.0.5:8080", 3)));
         assert_eq!(parse_node("[::1]:9000=2"), Ok(node("[::1]:9000", 2)));
-        assert_eq!(parse_node("node-1.local:80"), Ok(node("node-1.local:80", 1)));
+        assert_eq!(
+            parse_node("node-1.local:80"),
+            Ok(node("node-1.local:80", 1))
+        );
     }
 
     #[test]
@@ -584,6 +595,9 @@ mod tests {
         }
         let paths = Paths::new(Some(Path::new("/srv/nginx/"))).expect("a plain path");
         assert_eq!(paths.file("nginx.pid"), "\"/srv/nginx/nginx.pid\"");
-        assert_eq!(Paths::new(None).expect("none").file("nginx.pid"), "nginx.pid");
+        assert_eq!(
+            Paths::new(None).expect("none").file("nginx.pid"),
+            "nginx.pid"
+        );
     }
 }
