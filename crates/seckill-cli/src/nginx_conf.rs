@@ -465,12 +465,18 @@ events {{
         location {PURCHASE_LOCATION} {{
 "
         );
-        if let Some(rate) = &self.purchase_rate {
-            let _ = writeln!(
-                out,
-                "            limit_req zone=purchase_rate burst={} nodelay;",
-                rate.burst
-            );
+        match &self.purchase_rate {
+            // nginx refuses `burst=0`: no burst is written as none.
+            Some(PurchaseRate { burst: 0, .. }) => {
+                out.push_str("            limit_req zone=purchase_rate;\n");
+            }
+            Some(PurchaseRate { burst, .. }) => {
+                let _ = writeln!(
+                    out,
+                    "            limit_req zone=purchase_rate burst={burst} nodelay;"
+                );
+            }
+            None => {}
         }
         let _ = write!(
             out,

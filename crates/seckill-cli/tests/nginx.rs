@@ -330,6 +330,15 @@ fn the_smallest_config_uses_the_prefix_nginx_is_given() {
 }
 
 #[test]
+fn a_rate_without_a_burst_is_accepted() {
+    let Some(nginx) = nginx_binary() else { return };
+    let prefix = prefix_dir();
+    let nodes = ["127.0.0.1:18081".to_string()];
+    let conf = write_conf(prefix.path(), "127.0.0.1:18080", &nodes, &["--rate", "5"]);
+    assert_nginx_accepts(&nginx, prefix.path(), &conf);
+}
+
+#[test]
 fn bad_arguments_are_refused_with_a_message() {
     let base = ["--listen", "127.0.0.1:18080"];
     for (args, status, message) in [
