@@ -309,6 +309,8 @@ impl NginxConf {
 
 daemon {daemon};
 worker_processes auto;
+# A proxied request holds two descriptors: the client's and the node's.
+worker_rlimit_nofile 8192;
 pid {pid};
 error_log {error_log} warn;
 
