@@ -3,6 +3,7 @@
 mod bench;
 mod config;
 mod demo;
+mod nginx_conf;
 mod plan;
 mod rate_limit;
 mod secrets;
@@ -40,6 +41,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Capacity planning from the articles' formulas: requests/day → peak QPS → nodes; stock → quotas.
     Plan(plan::PlanArgs),
+    /// Print an nginx.conf for a cluster: the nodes behind one upstream, a balancing strategy, health, rate limits.
+    NginxConf(nginx_conf::NginxConfArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::NginxConf(args) => nginx_conf::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

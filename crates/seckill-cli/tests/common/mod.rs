@@ -54,12 +54,36 @@ impl Seckill {
 
     /// [`Seckill::start`] with more `serve` flags.
     pub async fn start_with(flags: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("create a temporary data dir");
         let unique = unique_suffix();
+        Self::start_with_secrets(
+            format!("jwt-secret-for-tests-{unique}-0123456789abcdef").into(),
+            format!("admin-token-for-tests-{unique}-fedcba9876543210").into(),
+            flags,
+        )
+        .await
+    }
+
+    /// Another node for `other`'s users and operator: a fresh data dir with
+    /// `other`'s JWT secret and admin token, as the nodes behind one load
+    /// balancer have.
+    pub async fn start_like(other: &Seckill, flags: &[&str]) -> Self {
+        Self::start_with_secrets(
+            Arc::clone(&other.jwt_secret),
+            Arc::clone(&other.admin_token),
+            flags,
+        )
+        .await
+    }
+
+    async fn start_with_secrets(
+        jwt_secret: Arc<str>,
+        admin_token: Arc<str>,
+        flags: &[&str],
+    ) -> Self {
         let mut seckill = Self {
-            dir,
-            jwt_secret: format!("jwt-secret-for-tests-{unique}-0123456789abcdef").into(),
-            admin_token: format!("admin-token-for-tests-{unique}-fedcba9876543210").into(),
+            dir: tempfile::tempdir().expect("create a temporary data dir"),
+            jwt_secret,
+            admin_token,
             process: None,
             api: None,
             flags: flags.iter().map(|flag| flag.to_string()).collect(),
@@ -446,6 +470,15 @@ impl Api {
     /// A token the server would accept but for its `exp`.
     pub fn user_token_expiring(&self, user: &str, exp: i64) -> String {
         mint_jwt(self.jwt_secret.as_bytes(), user, exp)
+    }
+
+    /// The same users and operator, talking to `base` (e.g. a load
+    /// balancer in front of this server).
+    pub fn at(&self, base: &str) -> Api {
+        Api {
+            base: base.to_string(),
+            ..self.clone()
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
