@@ -140,12 +140,10 @@ pub(super) async fn wait_for(
         }
         Durability::Replicas(n) => {
             let info: String = query(conn, redis::cmd("INFO").arg("replication")).await?;
-            let connected = info_field(&info, "connected_slaves")
-                .and_then(|v| v.parse::<u32>().ok())
-                .unwrap_or(0);
-            if connected < n {
+            let online = online_replicas(&info);
+            if online < n {
                 return Err(AuthorityError::Config(format!(
-                    "--redis-durability replicas:{n}, but Redis has {connected} connected replicas"
+                    "--redis-durability replicas:{n}, but Redis has {online} replicas online"
                 )));
             }
             Ok(Wait::Replicas(n))
@@ -188,6 +186,16 @@ fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
+/// Replicas in sync (`slaveN:…,state=online,…`); one still loading its
+/// first copy is connected but cannot acknowledge writes yet.
+fn online_replicas(info: &str) -> u32 {
+    let online = info
+        .lines()
+        .filter(|line| line.starts_with("slave") && line.contains("state=online"))
+        .count();
+    u32::try_from(online).unwrap_or(u32::MAX)
+}
+
 fn parse_version(version: &str) -> Option<(u32, u32)> {
     let mut parts = version.split('.');
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
@@ -217,6 +225,14 @@ mod tests {
             Some((7, 0))
         );
         assert_eq!(info_field(info, "redis"), None);
+    }
+
+    #[test]
+    fn only_replicas_in_sync_count() {
+        let info = "connected_slaves:2\r\n\
+            slave0:ip=127.0.0.1,port=7001,state=online,offset=10,lag=0\r\n\
+            slave1:ip=127.0.0.1,port=7002,state=wait_bgsave,offset=0,lag=0\r\n";
+        assert_eq!(online_replicas(info), 1);
     }
 
     #[test]

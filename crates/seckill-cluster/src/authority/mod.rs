@@ -29,7 +29,10 @@ static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorityError {
     /// Redis could not be reached, did not answer in time, is loading, or a
-    /// durability wait fell short. Purchases answer 503 (fail closed).
+    /// durability wait fell short. Purchases answer 503 (fail closed). A
+    /// write may still have been applied (sent before the time limit, or
+    /// run before a short wait): a reservation then exists although its
+    /// buyer heard 503, and the consumer turns it into an order.
     #[error("the stock authority is unavailable: {0}")]
     Unavailable(String),
     /// The settings cannot keep their promise (bad URL, durability that the

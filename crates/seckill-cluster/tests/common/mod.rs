@@ -115,6 +115,16 @@ impl PrivateRedis {
         self.dir.path().to_path_buf()
     }
 
+    /// Sends a signal to the server (e.g. STOP, CONT).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill")
+            .args(["-s", signal, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -s {signal} {pid}");
+    }
+
     /// `kill -9`: no shutdown, no final save.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
