@@ -148,9 +148,12 @@ impl Quota {
         result
     }
 
-    /// The sold-out message for this sale arrived.
+    /// The sold-out message for this sale arrived. Messages come in Redis'
+    /// order, so it overrides an earlier restock or resync; a reply cannot
+    /// (it may have been sent before a restock).
     pub fn on_sold_out(&self) {
         self.latch_sold_out();
+        self.stale.store(false, Relaxed);
     }
 
     /// Units came back (restock message) or messages may have been missed
