@@ -16,3 +16,7 @@
 //! | `seckill:nodes` | sorted set | node id → heartbeat expiry (unix ms) |
 //!
 //! Channels: `seckill:sold_out` and `seckill:restock` carry a sale id.
+
+pub mod authority;
+pub mod nodes;
+pub mod quota;

@@ -1,0 +1,490 @@
+//! Redis as the stock authority: every change of a sale is one Lua script,
+//! one round trip, decided by Redis alone (I1, I4, I5 across nodes). Nodes
+//! keep no stock of their own beyond their quota (`crate::quota`).
+//!
+//! Redis being unreachable, slow or loading is `AuthorityError::Unavailable`,
+//! never a guess (I7): the engine answers 503 with Retry-After.
+
+mod durability;
+mod events;
+pub mod keys;
+
+pub use durability::Durability;
+pub use events::{StockEvent, StockEvents};
+
+use durability::Wait;
+use keys::SaleKeys;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
+use seckill_core::{OrderId, Sale, SaleId, Timestamp, UserId};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+static CREATE_SALE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("create_sale.lua")));
+static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("reserve.lua")));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("release.lua")));
+static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("heartbeat.lua")));
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorityError {
+    /// Redis could not be reached, did not answer in time, is loading, or a
+    /// durability wait fell short. Purchases answer 503 (fail closed). A
+    /// write may still have been applied (sent before the time limit, or
+    /// run before a short wait): a reservation then exists although its
+    /// buyer heard 503, and the consumer turns it into an order.
+    #[error("the stock authority is unavailable: {0}")]
+    Unavailable(String),
+    /// The settings cannot keep their promise (bad URL, durability that the
+    /// server cannot give): refuse to start.
+    #[error("stock authority settings: {0}")]
+    Config(String),
+    /// Redis answered something this code does not expect.
+    #[error("unexpected answer from the stock authority: {0}")]
+    Protocol(String),
+}
+
+impl From<RedisError> for AuthorityError {
+    fn from(e: RedisError) -> Self {
+        let unreachable = e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_unrecoverable_error()
+            || e.is_cluster_error()
+            || matches!(
+                e.kind(),
+                ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ReadOnly
+                )
+            );
+        if unreachable {
+            Self::Unavailable(e.to_string())
+        } else {
+            Self::Protocol(e.to_string())
+        }
+    }
+}
+
+/// How to reach Redis and how long to wait for it.
+#[derive(Debug, Clone)]
+pub struct AuthorityConfig {
+    pub url: String,
+    pub durability: Durability,
+    /// The longest a call may take, connecting included; a durability wait
+    /// gets half of it. Past it the call is `Unavailable`.
+    pub timeout: Duration,
+}
+
+impl AuthorityConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            durability: Durability::None,
+            timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One purchase as the node hands it to Redis. The order id is made by the
+/// node (UUIDv7) so that the stream entry and the 202 carry the same id.
+#[derive(Debug, Clone)]
+pub struct ReserveRequest<'a> {
+    pub sale_id: &'a SaleId,
+    pub user_id: &'a UserId,
+    pub quantity: u64,
+    pub order_id: &'a OrderId,
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// Redis' answer to a purchase. Every known sale reports `remaining`
+/// (total − sold after the call), so nodes learn the stock for free.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    Reserved {
+        order_id: OrderId,
+        expires_at: Timestamp,
+        remaining: u64,
+    },
+    /// The user's Idempotency-Key was seen: the earlier order, nothing taken.
+    Duplicate {
+        order_id: OrderId,
+        expires_at: Timestamp,
+        remaining: u64,
+    },
+    LimitReached {
+        remaining: u64,
+    },
+    SoldOut {
+        remaining: u64,
+    },
+    NotStarted {
+        remaining: u64,
+    },
+    Ended {
+        remaining: u64,
+    },
+    UnknownSale,
+}
+
+impl ReserveOutcome {
+    pub fn remaining(&self) -> Option<u64> {
+        match self {
+            Self::Reserved { remaining, .. }
+            | Self::Duplicate { remaining, .. }
+            | Self::LimitReached { remaining }
+            | Self::SoldOut { remaining }
+            | Self::NotStarted { remaining }
+            | Self::Ended { remaining } => Some(*remaining),
+            Self::UnknownSale => None,
+        }
+    }
+
+    /// Whether the answer was decided by the stock (taken, or none left),
+    /// as opposed to the user, the key or the clock.
+    pub fn decided_by_stock(&self) -> bool {
+        matches!(self, Self::Reserved { .. } | Self::SoldOut { .. })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    Released,
+    /// This order's units came back earlier: nothing changed.
+    AlreadyReleased,
+    UnknownSale,
+}
+
+/// A sale's stock as Redis holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StockLevel {
+    pub total: u64,
+    pub sold: u64,
+}
+
+impl StockLevel {
+    pub fn remaining(&self) -> u64 {
+        self.total.saturating_sub(self.sold)
+    }
+}
+
+/// The handle nodes share (cheap to clone). Its connection reconnects by
+/// itself after Redis restarts; calls fail as `Unavailable` meanwhile.
+#[derive(Clone)]
+pub struct RedisAuthority {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    conn: ConnectionManager,
+    wait: Wait,
+    timeout: Duration,
+}
+
+impl RedisAuthority {
+    /// Connects, and checks that the server can give `durability` (else
+    /// `Config`, so the node refuses to start).
+    pub async fn connect(config: AuthorityConfig) -> Result<Self, AuthorityError> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| AuthorityError::Config(format!("redis URL `{}`: {e}", config.url)))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            // A failed connection is reported at once; the next call tries
+            // again, so a call never queues behind a retry loop.
+            .set_number_of_retries(0);
+        let mut conn = bounded(
+            config.timeout,
+            ConnectionManager::new_with_config(client.clone(), manager_config),
+        )
+        .await?;
+        let wait = bounded(
+            config.timeout,
+            durability::wait_for(config.durability, &mut conn),
+        )
+        .await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                conn,
+                wait,
+                timeout: config.timeout,
+            }),
+        })
+    }
+
+    /// Writes the sale if Redis does not have it yet. Returns whether it was
+    /// written (false: it existed, e.g. created by another node).
+    pub async fn create_sale(&self, sale: &Sale) -> Result<bool, AuthorityError> {
+        let keys = SaleKeys::new(&sale.id);
+        let args = [
+            sale.stock.to_string(),
+            sale.per_user_limit.to_string(),
+            sale.starts_at.as_millis().to_string(),
+            sale.ends_at.map_or(0, Timestamp::as_millis).to_string(),
+            (sale.payment_timeout_secs.saturating_mul(1000)).to_string(),
+        ];
+        let reply = self
+            .write(&sale.id, "create_sale", &CREATE_SALE, &[&keys.sale], &args)
+            .await?;
+        Ok(int(&reply)? == 1)
+    }
+
+    pub async fn reserve(
+        &self,
+        request: &ReserveRequest<'_>,
+    ) -> Result<ReserveOutcome, AuthorityError> {
+        let keys = SaleKeys::new(request.sale_id);
+        let args = [
+            request.sale_id.to_string(),
+            request.user_id.to_string(),
+            request.quantity.to_string(),
+            request.order_id.to_string(),
+            request.idempotency_key.unwrap_or_default().to_string(),
+        ];
+        let reply = self
+            .write(
+                request.sale_id,
+                "reserve",
+                &RESERVE,
+                &[&keys.sale, &keys.buyers, &keys.keys, &keys.reservations],
+                &args,
+            )
+            .await?;
+        parse_reserve(reply)
+    }
+
+    /// Puts an order's units back on sale (expiry, cancellation). Safe to
+    /// repeat: only the first call for an order changes anything.
+    pub async fn release(
+        &self,
+        sale_id: &SaleId,
+        order_id: &OrderId,
+        user_id: &UserId,
+        quantity: u64,
+    ) -> Result<ReleaseOutcome, AuthorityError> {
+        let keys = SaleKeys::new(sale_id);
+        let args = [
+            sale_id.to_string(),
+            order_id.to_string(),
+            user_id.to_string(),
+            quantity.to_string(),
+        ];
+        let reply = self
+            .write(
+                sale_id,
+                "release",
+                &RELEASE,
+                &[&keys.sale, &keys.buyers, &keys.released],
+                &args,
+            )
+            .await?;
+        match int(&reply)? {
+            1 => Ok(ReleaseOutcome::Released),
+            0 => Ok(ReleaseOutcome::AlreadyReleased),
+            -1 => Ok(ReleaseOutcome::UnknownSale),
+            other => Err(AuthorityError::Protocol(format!(
+                "release answered {other}"
+            ))),
+        }
+    }
+
+    /// The sale's stock, or `None` for a sale Redis does not know.
+    pub async fn state(&self, sale_id: &SaleId) -> Result<Option<StockLevel>, AuthorityError> {
+        count_call(sale_id, "state");
+        let keys = SaleKeys::new(sale_id);
+        let mut conn = self.inner.conn.clone();
+        let (total, sold): (Option<u64>, Option<u64>) = bounded(
+            self.inner.timeout,
+            redis::cmd("HMGET")
+                .arg(&keys.sale)
+                .arg("total")
+                .arg("sold")
+                .query_async(&mut conn),
+        )
+        .await?;
+        Ok(total.map(|total| StockLevel {
+            total,
+            sold: sold.unwrap_or(0),
+        }))
+    }
+
+    /// Marks `node_id` alive for `ttl`, drops expired nodes, and returns how
+    /// many are alive (this one included). See `crate::nodes`.
+    pub async fn heartbeat(&self, node_id: &str, ttl: Duration) -> Result<u64, AuthorityError> {
+        let ttl_ms = ttl.as_millis().to_string();
+        let mut conn = self.inner.conn.clone();
+        let live: i64 = bounded(
+            self.inner.timeout,
+            HEARTBEAT
+                .key(keys::NODES)
+                .arg(node_id)
+                .arg(ttl_ms)
+                .invoke_async(&mut conn),
+        )
+        .await?;
+        Ok(u64::try_from(live).unwrap_or(0))
+    }
+
+    /// Removes `node_id` from the live nodes at once (a clean shutdown), so
+    /// the others need not wait for its heartbeat to expire.
+    pub async fn leave(&self, node_id: &str) -> Result<(), AuthorityError> {
+        let mut conn = self.inner.conn.clone();
+        bounded(
+            self.inner.timeout,
+            redis::cmd("ZREM")
+                .arg(keys::NODES)
+                .arg(node_id)
+                .exec_async(&mut conn),
+        )
+        .await
+    }
+
+    /// Sold-out and restock messages from every node, on a connection of
+    /// their own that is reopened when Redis comes back.
+    pub fn events(&self) -> StockEvents {
+        StockEvents::start(self.inner.client.clone(), self.inner.timeout)
+    }
+
+    /// Runs a writing script and, in the same pipeline (one round trip, one
+    /// connection), the durability wait; see `durability`.
+    async fn write(
+        &self,
+        sale_id: &SaleId,
+        op: &'static str,
+        script: &Script,
+        keys: &[&str],
+        args: &[String],
+    ) -> Result<Value, AuthorityError> {
+        count_call(sale_id, op);
+        let mut evalsha = redis::cmd("EVALSHA");
+        evalsha
+            .arg(script.get_hash())
+            .arg(keys.len())
+            .arg(keys)
+            .arg(args);
+        let mut pipe = redis::pipe();
+        pipe.add_command(evalsha);
+        if let Some(wait) = self.inner.wait.command(self.inner.timeout / 2) {
+            pipe.add_command(wait);
+        }
+        let mut conn = self.inner.conn.clone();
+        let run = async {
+            match pipe.query_async::<Vec<Value>>(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    // Redis restarted or flushed its scripts: load and rerun.
+                    script.load_async(&mut conn).await?;
+                    pipe.query_async::<Vec<Value>>(&mut conn).await
+                }
+                other => other,
+            }
+        };
+        let mut replies = bounded(self.inner.timeout * 2, run).await?.into_iter();
+        let reply = replies
+            .next()
+            .ok_or_else(|| AuthorityError::Protocol("no reply to the script".into()))?;
+        self.inner.wait.check(replies.next().as_ref())?;
+        Ok(reply)
+    }
+}
+
+/// Counts one Redis call of `op` for a sale (`seckill_redis_calls_total`).
+fn count_call(sale_id: &SaleId, op: &'static str) {
+    metrics::counter!("seckill_redis_calls_total", "sale_id" => sale_id.to_string(), "op" => op)
+        .increment(1);
+}
+
+/// Runs a Redis call under a hard time limit: past it, `Unavailable`.
+async fn bounded<T, E: Into<AuthorityError>>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, AuthorityError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(_) => Err(AuthorityError::Unavailable(format!(
+            "no answer from Redis within {limit:?}"
+        ))),
+    }
+}
+
+fn int(value: &Value) -> Result<i64, AuthorityError> {
+    match value {
+        Value::Int(n) => Ok(*n),
+        other => Err(AuthorityError::Protocol(format!(
+            "expected an integer, got {other:?}"
+        ))),
+    }
+}
+
+fn text(value: &Value) -> Result<&str, AuthorityError> {
+    match value {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes)
+            .map_err(|_| AuthorityError::Protocol("a reply is not UTF-8".into())),
+        Value::SimpleString(s) => Ok(s),
+        other => Err(AuthorityError::Protocol(format!(
+            "expected a string, got {other:?}"
+        ))),
+    }
+}
+
+/// `{status, remaining[, order_id, expires_at_ms]}` from `reserve.lua`.
+fn parse_reserve(reply: Value) -> Result<ReserveOutcome, AuthorityError> {
+    let Value::Array(fields) = reply else {
+        return Err(AuthorityError::Protocol(format!(
+            "reserve answered {reply:?}"
+        )));
+    };
+    let status = fields.first().map(text).transpose()?.unwrap_or_default();
+    let remaining = || -> Result<u64, AuthorityError> {
+        let n = fields.get(1).map(int).transpose()?.unwrap_or(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    };
+    let order = || -> Result<(OrderId, Timestamp), AuthorityError> {
+        match (fields.get(2), fields.get(3)) {
+            (Some(id), Some(expires)) => Ok((
+                OrderId::from(text(id)?),
+                Timestamp::from_millis(int(expires)?),
+            )),
+            _ => Err(AuthorityError::Protocol(format!(
+                "`{status}` without its order"
+            ))),
+        }
+    };
+    Ok(match status {
+        "reserved" => {
+            let (order_id, expires_at) = order()?;
+            ReserveOutcome::Reserved {
+                order_id,
+                expires_at,
+                remaining: remaining()?,
+            }
+        }
+        "duplicate" => {
+            let (order_id, expires_at) = order()?;
+            ReserveOutcome::Duplicate {
+                order_id,
+                expires_at,
+                remaining: remaining()?,
+            }
+        }
+        "limit_reached" => ReserveOutcome::LimitReached {
+            remaining: remaining()?,
+        },
+        "sold_out" => ReserveOutcome::SoldOut {
+            remaining: remaining()?,
+        },
+        "not_started" => ReserveOutcome::NotStarted {
+            remaining: remaining()?,
+        },
+        "ended" => ReserveOutcome::Ended {
+            remaining: remaining()?,
+        },
+        "unknown_sale" => ReserveOutcome::UnknownSale,
+        other => {
+            return Err(AuthorityError::Protocol(format!(
+                "reserve answered `{other}`"
+            )));
+        }
+    })
+}
