@@ -39,7 +39,7 @@ pub enum Traffic {
     StoreRead,
     /// Sale details, lists and stock: answered from memory.
     MemoryRead,
-    /// Admin endpoints, health, readiness, metrics: never refused.
+    /// Admin endpoints, health, readiness, metrics, dashboard: never refused.
     Operator,
 }
 
@@ -57,7 +57,9 @@ impl Traffic {
             | Route::Degrade
             | Route::Healthz
             | Route::Readyz
-            | Route::Metrics => Self::Operator,
+            | Route::Metrics
+            | Route::Dashboard
+            | Route::DashboardEvents => Self::Operator,
         }
     }
 }

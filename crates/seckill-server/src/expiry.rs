@@ -5,6 +5,7 @@
 //! so orders pending at start are picked up without reloading anything.
 
 use crate::App;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -20,9 +21,10 @@ pub fn spawn(app: App) -> JoinHandle<()> {
             match app.market.store().expire_due().await {
                 Ok(released) => {
                     for units in &released {
-                        app.market.release(units);
+                        app.market.expired(units);
                     }
                     app.metrics.expired.increment(released.len() as u64);
+                    app.swept_once.store(true, Ordering::Release);
                 }
                 Err(error) => tracing::warn!(%error, "expiry sweep failed; retrying"),
             }

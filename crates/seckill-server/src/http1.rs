@@ -12,7 +12,7 @@ use crate::degrade::Traffic;
 use crate::error::canned;
 use crate::route::Route;
 use crate::routes::{self, purchase};
-use crate::shedding;
+use crate::{request_scope, shedding};
 use axum::Router;
 use axum::body::Body;
 use axum::response::Response;
@@ -25,7 +25,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -60,6 +60,26 @@ async fn handle(
         .unwrap_or_else(routes::panic_response)
 }
 
+/// Sheds the request if too many are in flight, and bounds its time;
+/// the operator's routes are exempt from both.
+async fn admit(app: &App, router: Router, route: Route, request: hyper::Request<Incoming>) -> Response {
+    if shedding::is_exempt(route) {
+        return handle(app, router, route, request).await;
+    }
+    let Some(_admitted) = app.in_flight.admit() else {
+        app.metrics.shed_in_flight.increment(1);
+        return canned::overloaded();
+    };
+    let limit = app.limits.request_timeout;
+    match tokio::time::timeout(limit, handle(app, router, route, request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            app.metrics.shed_timeout.increment(1);
+            canned::timed_out()
+        }
+    }
+}
+
 /// Serves `router` until `shutdown` resolves, then stops accepting and
 /// waits for every open connection to finish its in-flight request.
 /// Purchases go straight to their handler; everything else through the
@@ -90,22 +110,17 @@ pub async fn serve(
         let service = service_fn(move |request: hyper::Request<Incoming>| {
             let (app, router) = (app.clone(), router.clone());
             async move {
+                let started = Instant::now();
                 let route = Route::of(request.method(), request.uri().path());
-                if shedding::is_exempt(route) {
-                    return Ok(handle(&app, router, route, request).await);
-                }
-                let Some(_admitted) = app.in_flight.admit() else {
-                    app.metrics.shed_in_flight.increment(1);
-                    return Ok(canned::overloaded());
-                };
-                let limit = app.limits.request_timeout;
-                match tokio::time::timeout(limit, handle(&app, router, route, request)).await {
-                    Ok(response) => Ok::<_, Infallible>(response),
-                    Err(_) => {
-                        app.metrics.shed_timeout.increment(1);
-                        Ok(canned::timed_out())
-                    }
-                }
+                let id = request_scope::request_id(request.headers());
+                let answered = request_scope::run(id, admit(&app, router, route, request)).await;
+                let mut response = answered.output;
+                app.metrics
+                    .request(route, response.status(), answered.code, started.elapsed());
+                response
+                    .headers_mut()
+                    .insert(request_scope::REQUEST_ID_HEADER, answered.id);
+                Ok::<_, Infallible>(response)
             }
         });
         let connection = http1::Builder::new()

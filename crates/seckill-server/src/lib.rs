@@ -3,13 +3,16 @@
 //! [`expiry`] sweeper, over any [`seckill_store::Store`].
 
 pub mod auth;
+pub mod dashboard;
 pub mod degrade;
 pub mod error;
 pub mod expiry;
 mod http1;
 pub mod market;
 pub mod metrics;
+pub mod pulse;
 pub mod purchase_token;
+pub mod request_scope;
 pub mod route;
 pub mod routes;
 pub mod shedding;
@@ -40,6 +43,10 @@ pub struct AppState {
     pub in_flight: shedding::InFlight,
     /// Set at shutdown: readiness fails while in-flight requests finish.
     pub draining: AtomicBool,
+    /// Set once the first expiry sweep is done: until then, units of orders
+    /// that expired while the engine was stopped are not back on sale.
+    pub swept_once: AtomicBool,
+    pub dashboard: dashboard::Feed,
 }
 
 pub type App = Arc<AppState>;
@@ -50,11 +57,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Loads the store and rebuilds every sale's stock from its orders.
+    /// Loads the store, rebuilds every sale's stock from its orders and
+    /// counts their settled units.
     pub async fn open(config: ServerConfig, store: Arc<dyn Store>) -> Result<Self, StoreError> {
         let snapshot = store.load().await?;
+        let market = Market::restore(store, snapshot);
+        market.count_settled().await?;
         let app = Arc::new(AppState {
-            market: Market::restore(store, snapshot),
+            market,
             auth: Auth::new(&config.jwt_secret, &config.admin_token),
             purchase_tokens: purchase_token::PurchaseTokens::new(&config.jwt_secret),
             metrics: metrics::Metrics::new(),
@@ -62,6 +72,8 @@ impl Server {
             degrade: degrade::Degrade::new(),
             in_flight: shedding::InFlight::new(config.limits.max_in_flight),
             draining: AtomicBool::new(false),
+            swept_once: AtomicBool::new(false),
+            dashboard: dashboard::Feed::new(),
         });
         Ok(Self { app })
     }
@@ -74,6 +86,10 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) {
         let sweeper = expiry::spawn(Arc::clone(&self.app));
+        let node = listener
+            .local_addr()
+            .map_or_else(|_| "this engine".to_string(), |address| address.to_string());
+        let sampler = dashboard::spawn(Arc::clone(&self.app), node);
         let app = Arc::clone(&self.app);
         http1::serve(
             listener,
@@ -87,6 +103,7 @@ impl Server {
         )
         .await;
         sweeper.abort();
+        sampler.abort();
         self.app.market.store().close().await;
         tracing::info!("stopped; every acknowledged write is committed");
     }

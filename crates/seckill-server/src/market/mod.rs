@@ -6,12 +6,12 @@
 mod live_sale;
 mod purchase;
 
-pub use live_sale::LiveSale;
+pub use live_sale::{LiveSale, SaleUnits};
 pub use purchase::{Purchase, Receipt};
 
 use crate::error::ApiResult;
 use seckill_core::{NewSale, SaleId, Timestamp};
-use seckill_store::{ReleasedUnits, Snapshot, Store};
+use seckill_store::{ReleasedUnits, Snapshot, Store, StoreResult};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -89,11 +89,35 @@ impl Market {
         Ok(live)
     }
 
-    /// Puts units that left an order (expiry, cancel) back on sale.
-    pub fn release(&self, released: &ReleasedUnits) {
-        match self.get(released.sale_id.as_str()) {
-            Some(sale) => sale.release(&released.user_id, released.quantity),
-            None => tracing::error!(sale = %released.sale_id, "released units of an unknown sale"),
+    /// Counts each sale's paid, expired and cancelled units from the store:
+    /// one query per sale, at start; memory keeps them up to date after.
+    pub async fn count_settled(&self) -> StoreResult<()> {
+        for sale in self.all() {
+            let units = self.store.units_by_status(&sale.sale.id).await?;
+            sale.restore_settled(&units);
         }
+        Ok(())
+    }
+
+    /// Puts the units of an expired order back on sale.
+    pub fn expired(&self, released: &ReleasedUnits) {
+        if let Some(sale) = self.sale_of(released) {
+            sale.expired(&released.user_id, released.quantity);
+        }
+    }
+
+    /// Puts the units of a cancelled order back on sale.
+    pub fn cancelled(&self, released: &ReleasedUnits) {
+        if let Some(sale) = self.sale_of(released) {
+            sale.cancelled(&released.user_id, released.quantity);
+        }
+    }
+
+    fn sale_of(&self, released: &ReleasedUnits) -> Option<Arc<LiveSale>> {
+        let sale = self.get(released.sale_id.as_str());
+        if sale.is_none() {
+            tracing::error!(sale = %released.sale_id, "released units of an unknown sale");
+        }
+        sale
     }
 }

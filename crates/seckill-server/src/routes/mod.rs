@@ -45,6 +45,9 @@ pub fn router(app: App) -> Router {
 
 /// A bug must still answer in the API's shape, and the process keeps serving.
 pub(crate) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    tracing::error!("a request handler panicked");
+    tracing::error!(
+        request_id = crate::request_scope::current_id(),
+        "a request handler panicked"
+    );
     ApiError::new(ErrorCode::Internal, "internal error").into_response()
 }

@@ -25,7 +25,12 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> A
         .await?
         .ok_or_else(|| ApiError::bad_request("body: a JSON sale object is required"))?;
     let sale = app.market.create_sale(new_sale).await?;
-    tracing::info!(sale = %sale.sale.id, stock = sale.sale.stock, "sale created");
+    tracing::info!(
+        request_id = crate::request_scope::current_id(),
+        sale = %sale.sale.id,
+        stock = sale.sale.stock,
+        "sale created"
+    );
     let location = HeaderValue::from_str(&format!("/api/v1/sales/{}", sale.sale.id))
         .map_err(|_| ApiError::bad_request("sale id is not a header value"))?;
     Ok((
