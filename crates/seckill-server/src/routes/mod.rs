@@ -1,5 +1,6 @@
 //! The HTTP surface of API.md, route by route.
 
+mod dashboard;
 mod extract;
 mod ops;
 mod orders;
@@ -37,6 +38,9 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/events", get(dashboard::events))
+        .route("/dashboard/{asset}", get(dashboard::asset))
         .fallback(ops::unknown_route)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(CatchPanicLayer::custom(panic_response))
