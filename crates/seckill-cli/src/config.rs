@@ -14,7 +14,7 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
     /// TOML configuration file (keys: listen, data_dir, jwt_secret,
-    /// admin_token, max_in_flight, request_timeout_ms).
+    /// admin_token, max_in_flight, request_timeout_ms, log_format).
     #[arg(long, env = "SECKILL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Embedded store folder [default: ./data].
@@ -32,6 +32,18 @@ pub struct FileConfig {
     pub admin_token: Option<String>,
     pub max_in_flight: Option<usize>,
     pub request_timeout_ms: Option<u64>,
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per event, for log collectors.
+    Json,
 }
 
 impl FileConfig {
@@ -91,6 +103,13 @@ mod tests {
             8080
         );
         assert!(listen_address(Some("nonsense"), &file).is_err());
+    }
+
+    #[test]
+    fn the_log_format_is_read_from_the_file() {
+        let file: FileConfig = toml::from_str("log_format = 'json'").unwrap();
+        assert_eq!(file.log_format, Some(LogFormat::Json));
+        assert!(toml::from_str::<FileConfig>("log_format = 'xml'").is_err());
     }
 
     #[test]

@@ -108,7 +108,12 @@ impl Degrade {
         let previous = LEVELS[usize::from(self.level.swap(index as u8, Ordering::Relaxed))];
         self.gauge.set(index as f64);
         if previous != level {
-            tracing::warn!(from = ?previous, to = ?level, "degrade level switched by the operator");
+            tracing::warn!(
+                request_id = crate::request_scope::current_id(),
+                from = ?previous,
+                to = ?level,
+                "degrade level switched by the operator"
+            );
         }
     }
 }
