@@ -29,8 +29,8 @@ async fn json_log_lines_name_the_request_that_caused_them() {
             .map(str::to_string)
     })
     .await;
-    let event: Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+    let event: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
     assert_eq!(event["level"], "WARN", "{event}");
     assert_eq!(event["fields"]["request_id"], "trace-me-42", "{event}");
     assert!(event["timestamp"].is_string(), "{event}");
@@ -46,7 +46,11 @@ async fn every_answer_carries_a_request_id() {
     second.expect_error(StatusCode::CONFLICT, "sold_out");
     let ids: Vec<&str> = [&first, &second]
         .iter()
-        .map(|answer| answer.header("x-request-id").expect("a generated request id"))
+        .map(|answer| {
+            answer
+                .header("x-request-id")
+                .expect("a generated request id")
+        })
         .collect();
     assert_ne!(ids[0], ids[1], "ids are unique");
 

@@ -62,7 +62,12 @@ async fn handle(
 
 /// Sheds the request if too many are in flight, and bounds its time;
 /// the operator's routes are exempt from both.
-async fn admit(app: &App, router: Router, route: Route, request: hyper::Request<Incoming>) -> Response {
+async fn admit(
+    app: &App,
+    router: Router,
+    route: Route,
+    request: hyper::Request<Incoming>,
+) -> Response {
     if shedding::is_exempt(route) {
         return handle(app, router, route, request).await;
     }

@@ -18,15 +18,17 @@ use std::time::Duration;
 /// Request latency buckets, in seconds: from a sold-out answer (tens of
 /// microseconds) to a commit stuck behind a slow disk.
 const LATENCY_BUCKETS: [f64; 16] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 10.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 10.0,
 ];
 /// Writer commits (one fsync each), in seconds.
 const COMMIT_BUCKETS: [f64; 12] = [
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 /// Commands per writer batch (at most 4,096).
-const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 16.0, 64.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0];
+const BATCH_BUCKETS: [f64; 10] = [
+    1.0, 2.0, 4.0, 16.0, 64.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
+];
 
 /// The successful statuses counted without a lookup; errors are counted by
 /// their code, whose status follows from it.
@@ -107,8 +109,7 @@ impl Metrics {
                 metrics::histogram!("seckill_http_request_duration_seconds", "route" => route.label())
             })
             .record(elapsed.as_secs_f64());
-        self.pulse
-            .record(Outcome::of(route, status, code), elapsed);
+        self.pulse.record(Outcome::of(route, status, code), elapsed);
     }
 
     /// Counts a purchase by outcome: reserved (`None`) or refused with `code`.

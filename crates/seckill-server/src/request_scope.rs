@@ -86,7 +86,11 @@ fn generate() -> HeaderValue {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(rand::random);
     let mut id = String::with_capacity(24);
-    let _ = write!(id, "{prefix:08x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let _ = write!(
+        id,
+        "{prefix:08x}-{:x}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
     HeaderValue::from_maybe_shared(Bytes::from(id)).expect("hex digits are a valid header")
 }
 

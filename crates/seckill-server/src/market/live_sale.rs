@@ -94,7 +94,9 @@ impl LiveSale {
     pub(super) fn restore_settled(&self, units: &UnitsByStatus) {
         self.settled.paid.store(units.paid, Ordering::Relaxed);
         self.settled.expired.store(units.expired, Ordering::Relaxed);
-        self.settled.cancelled.store(units.cancelled, Ordering::Relaxed);
+        self.settled
+            .cancelled
+            .store(units.cancelled, Ordering::Relaxed);
     }
 
     pub fn paid(&self, quantity: u64) {
@@ -108,7 +110,9 @@ impl LiveSale {
 
     pub(super) fn cancelled(&self, user: &UserId, quantity: u64) {
         self.release(user, quantity);
-        self.settled.cancelled.fetch_add(quantity, Ordering::Relaxed);
+        self.settled
+            .cancelled
+            .fetch_add(quantity, Ordering::Relaxed);
     }
 
     /// Counts a stored order back in at start: its units are held if its
