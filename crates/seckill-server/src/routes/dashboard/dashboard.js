@@ -15,7 +15,7 @@ const OUTCOMES = [
   ["ok", "other ok"],
 ];
 const ORDER_STATES = [
-  ["reserved", "awaiting payment"],
+  ["reserved", "unpaid"],
   ["paid", "paid"],
   ["expired", "expired"],
   ["cancelled", "cancelled"],
@@ -25,8 +25,13 @@ const css = getComputedStyle(document.documentElement);
 const color = (name) => css.getPropertyValue("--" + name).trim();
 const $ = (id) => document.getElementById(id);
 
+const SALE_COLORS = ["#e6edf7", "#4c8dff", "#ffb020", "#a78bfa"];
+
 let points = [];
 let snapshots = 0;
+// Remaining units per sale, as seen since the page opened: {at, remaining: {id: n}}.
+let stockPoints = [];
+let lastSales = [];
 
 // ---- numbers ----------------------------------------------------------
 
@@ -46,8 +51,13 @@ function millis(ms) {
   return ms.toFixed(2);
 }
 
-function setMs(id, ms) {
-  $(id).innerHTML = `${millis(ms)}<span class="unit">ms</span>`;
+function setMs(id, ms, idle) {
+  $(id).innerHTML = idle ? "—" : `${millis(ms)}<span class="unit">ms</span>`;
+}
+
+// Axis labels: no trailing ".0".
+function tickMs(ms) {
+  return ms >= 10 ? String(Math.round(ms)) : String(+ms.toFixed(2));
 }
 
 // ---- aggregation over nodes -------------------------------------------
@@ -81,8 +91,9 @@ function niceStep(max, lines) {
   return 10 * magnitude;
 }
 
-// Lines over the last WINDOW_MS; `series` is [{color, values}] aligned with `times`.
-function drawChart(canvas, times, series, format) {
+// Lines over the recent span; `series` is [{color, values, fill}] aligned
+// with `times`; the y axis reaches at least `floor`.
+function drawChart(canvas, times, series, format, floor = 0) {
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth;
   const height = canvas.clientHeight;
@@ -99,7 +110,7 @@ function drawChart(canvas, times, series, format) {
   const now = times.length ? times[times.length - 1] : Date.now();
   const span = Math.min(WINDOW_MS, Math.max(MIN_SPAN_MS, times.length ? now - times[0] : 0));
   const start = now - span;
-  let max = 0;
+  let max = floor / 1.1;
   for (const s of series) for (const v of s.values) max = Math.max(max, v);
   const step = max > 0 ? niceStep(max * 1.1, 4) : 1;
   const top_ = Math.max(step, Math.ceil((max * 1.1) / step) * step);
@@ -121,7 +132,8 @@ function drawChart(canvas, times, series, format) {
   }
   g.textAlign = "center";
   g.textBaseline = "alphabetic";
-  const tick = [10, 15, 30, 60].find((s) => span / 1000 / s <= 6) * 1000;
+  const most = Math.max(2, Math.floor(plotW / 90));
+  const tick = ([10, 15, 30, 60, 120].find((s) => span / 1000 / s <= most) || 300) * 1000;
   for (let ago = 0; ago <= span; ago += tick) {
     const label = ago === 0 ? "now" : ago % 60000 === 0 ? `−${ago / 60000}m` : `−${ago / 1000}s`;
     g.fillText(label, Math.min(Math.max(x(now - ago), left + 14), width - right - 14), height - 6);
@@ -191,12 +203,24 @@ function drawCharts() {
       { color: color("ok"), values: latency.map((l) => l.p50), fill: true },
       { color: color("sold_out"), values: latency.map((l) => l.p99) },
     ],
-    (v) => millis(v),
+    tickMs,
   );
   legend($("latency-legend"), [
     ["ok", "p50", millis(last.p50) + " ms"],
     ["sold_out", "p99", millis(last.p99) + " ms"],
   ]);
+  const sales = lastSales.slice(-SALE_COLORS.length).reverse();
+  drawChart(
+    $("stock-chart"),
+    stockPoints.map((p) => p.at),
+    sales.map((sale, i) => ({
+      color: SALE_COLORS[i],
+      values: stockPoints.map((p) => p.remaining[sale.id] ?? 0),
+      fill: i === 0,
+    })),
+    compact,
+    Math.max(0, ...sales.map((sale) => sale.stock)),
+  );
 }
 
 // ---- panels -------------------------------------------------------------
@@ -254,9 +278,10 @@ function renderSnapshot(snapshot) {
   $("rps-total").textContent = compact(sum(rps));
   $("rps-reserved").textContent = compact(rps.reserved);
   $("rps-sold_out").textContent = compact(rps.sold_out);
-  setMs("p50", latency.p50);
-  setMs("p99", latency.p99);
-  $("max").textContent = `max ${millis(latency.max)} ms`;
+  const idle = sum(rps) === 0;
+  setMs("p50", latency.p50, idle);
+  setMs("p99", latency.p99, idle);
+  $("max").textContent = idle ? "no requests this second" : `max ${millis(latency.max)} ms`;
   const requests = snapshot.nodes.reduce((a, n) => a + n.requests_total, 0);
   $("requests-total").textContent = `${whole(requests)} answered`;
   $("reserved-total").textContent = `${whole(snapshot.orders.reserved + snapshot.orders.paid)} units held`;
@@ -291,6 +316,9 @@ function connect() {
       points.push({ at: snapshot.at, nodes: snapshot.nodes });
     }
     points = points.filter((p) => p.at >= snapshot.at - WINDOW_MS);
+    lastSales = snapshot.sales;
+    stockPoints.push({ at: snapshot.at, remaining: Object.fromEntries(snapshot.sales.map((s) => [s.id, s.remaining])) });
+    stockPoints = stockPoints.filter((p) => p.at >= snapshot.at - WINDOW_MS);
     setLink(true);
     renderSnapshot(snapshot);
     drawCharts();
