@@ -79,7 +79,10 @@ async fn the_dashboard_shows_a_rush_as_it_happens() {
         .wait_for(&page, &format!("{remaining} === '0'"))
         .await;
     let state = browser
-        .eval(&page, &format!("{sale_row}.querySelector('.state').textContent"))
+        .eval(
+            &page,
+            &format!("{sale_row}.querySelector('.state').textContent"),
+        )
         .await;
     assert_eq!(state, "sold out");
     browser

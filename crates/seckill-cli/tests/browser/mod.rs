@@ -166,7 +166,8 @@ impl Browser {
                 .expect("a session id")
                 .to_string(),
         };
-        let metrics = json!({"width": 1600, "height": 1000, "deviceScaleFactor": 1, "mobile": false});
+        let metrics =
+            json!({"width": 1600, "height": 1000, "deviceScaleFactor": 1, "mobile": false});
         self.call(
             Some(&page.session),
             "Emulation.setDeviceMetricsOverride",

@@ -78,6 +78,11 @@ impl Seckill {
         self.spawn().await;
     }
 
+    /// The server's data dir (kept across restarts).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// The API of the running process.
     pub fn api(&self) -> Api {
         self.api.clone().expect("the server is not running")

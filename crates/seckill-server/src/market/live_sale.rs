@@ -61,12 +61,17 @@ impl Buyer {
     }
 }
 
+/// A strong ETag for a body: a prefix of its SHA-256.
+pub(super) fn etag_of(body: &[u8]) -> HeaderValue {
+    let digest = Sha256::digest(body);
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header")
+}
+
 impl LiveSale {
     pub fn new(sale: Sale) -> Self {
         let json = Bytes::from(serde_json::to_vec(&sale).expect("a sale serializes"));
-        let digest = Sha256::digest(&json);
-        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-        let etag = HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header");
+        let etag = etag_of(&json);
         Self {
             stock: Stock::new(sale.stock),
             sale,
