@@ -4,6 +4,7 @@ mod bench;
 mod config;
 mod demo;
 mod plan;
+mod render;
 mod secrets;
 mod serve;
 mod token;
@@ -39,6 +40,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Capacity planning from the articles' formulas: requests/day → peak QPS → nodes; stock → quotas.
     Plan(plan::PlanArgs),
+    /// Write a sale's item page as one self-contained HTML file (for a CDN); stock and buying stay live.
+    Render(render::RenderArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Render(args) => render::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

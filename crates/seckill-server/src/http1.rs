@@ -12,9 +12,10 @@ use crate::degrade::Traffic;
 use crate::error::canned;
 use crate::route::Route;
 use crate::routes::{self, purchase};
-use crate::{request_scope, shedding};
+use crate::{cors, request_scope, shedding};
 use axum::Router;
 use axum::body::Body;
+use axum::http::header;
 use axum::response::Response;
 use futures::FutureExt;
 use hyper::body::Incoming;
@@ -117,14 +118,21 @@ pub async fn serve(
             async move {
                 let started = Instant::now();
                 let route = Route::of(request.method(), request.uri().path());
+                let (method, path) = (request.method(), request.uri().path());
+                if let Some(preflight) = cors::preflight(method, path, request.headers()) {
+                    return Ok(preflight);
+                }
+                let cross_origin = request.headers().contains_key(header::ORIGIN);
                 let id = request_scope::request_id(request.headers());
                 let answered = request_scope::run(id, admit(&app, router, route, request)).await;
                 let mut response = answered.output;
                 app.metrics
                     .request(route, response.status(), answered.code, started.elapsed());
-                response
-                    .headers_mut()
-                    .insert(request_scope::REQUEST_ID_HEADER, answered.id);
+                let headers = response.headers_mut();
+                headers.insert(request_scope::REQUEST_ID_HEADER, answered.id);
+                if cross_origin && cors::allows(route) {
+                    cors::allow_origin(headers);
+                }
                 Ok::<_, Infallible>(response)
             }
         });

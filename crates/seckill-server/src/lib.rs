@@ -3,6 +3,7 @@
 //! [`expiry`] sweeper, over any [`seckill_store::Store`].
 
 pub mod auth;
+pub mod cors;
 pub mod dashboard;
 pub mod degrade;
 pub mod error;
