@@ -66,6 +66,9 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let prometheus = recorder();
+        // Counted by the store's writer when a batch fails; registered here
+        // so that `/metrics` shows the zero before the first failure.
+        let _ = metrics::counter!("seckill_writer_failed_batches_total");
         let outcome =
             |label: &'static str| metrics::counter!("seckill_purchases_total", "outcome" => label);
         Self {

@@ -61,9 +61,6 @@ pub fn spawn(
 }
 
 fn run(mut connection: Connection, mut queue: mpsc::Receiver<Command>) {
-    let batch_size = metrics::histogram!("seckill_writer_batch_size");
-    let commit_seconds = metrics::histogram!("seckill_writer_commit_seconds");
-    let failed_batches = metrics::counter!("seckill_writer_failed_batches_total");
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -81,14 +78,17 @@ fn run(mut connection: Connection, mut queue: mpsc::Receiver<Command>) {
         let started = Instant::now();
         match apply(&mut connection, batch.drain(..)) {
             Ok(answers) => {
-                batch_size.record(size as f64);
-                commit_seconds.record(started.elapsed().as_secs_f64());
+                // Looked up per batch, not once: the thread starts before
+                // the engine installs its metrics recorder.
+                metrics::histogram!("seckill_writer_batch_size").record(size as f64);
+                metrics::histogram!("seckill_writer_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
                 answers.into_iter().for_each(|answer| answer.send());
             }
             // The replies were dropped with the batch: every caller hears
             // "not committed" and undoes what it took in memory.
             Err(error) => {
-                failed_batches.increment(1);
+                metrics::counter!("seckill_writer_failed_batches_total").increment(1);
                 tracing::error!(%error, size, "writer batch failed, nothing of it committed");
             }
         }
