@@ -86,6 +86,31 @@ async fn admit(
     }
 }
 
+/// Everything around one request: a CORS preflight is answered at once;
+/// otherwise the request runs in its scope (id, error code), admitted or
+/// shed, and is counted; its answer carries its id and, for a page on
+/// another origin, the CORS headers.
+async fn answer(app: &App, router: Router, request: hyper::Request<Incoming>) -> Response {
+    let started = Instant::now();
+    let (method, path) = (request.method(), request.uri().path());
+    if let Some(preflight) = cors::preflight(method, path, request.headers()) {
+        return preflight;
+    }
+    let route = Route::of(method, path);
+    let cross_origin = request.headers().contains_key(header::ORIGIN);
+    let id = request_scope::request_id(request.headers());
+    let answered = request_scope::run(id, admit(app, router, route, request)).await;
+    let mut response = answered.output;
+    app.metrics
+        .request(route, response.status(), answered.code, started.elapsed());
+    let headers = response.headers_mut();
+    headers.insert(request_scope::REQUEST_ID_HEADER, answered.id);
+    if cross_origin && cors::allows(route) {
+        cors::allow_origin(headers);
+    }
+    response
+}
+
 /// Serves `router` until `shutdown` resolves, then stops accepting and
 /// waits for every open connection to finish its in-flight request.
 /// Purchases go straight to their handler; everything else through the
@@ -115,26 +140,7 @@ pub async fn serve(
         let (app, router) = (app.clone(), router.clone());
         let service = service_fn(move |request: hyper::Request<Incoming>| {
             let (app, router) = (app.clone(), router.clone());
-            async move {
-                let started = Instant::now();
-                let route = Route::of(request.method(), request.uri().path());
-                let (method, path) = (request.method(), request.uri().path());
-                if let Some(preflight) = cors::preflight(method, path, request.headers()) {
-                    return Ok(preflight);
-                }
-                let cross_origin = request.headers().contains_key(header::ORIGIN);
-                let id = request_scope::request_id(request.headers());
-                let answered = request_scope::run(id, admit(&app, router, route, request)).await;
-                let mut response = answered.output;
-                app.metrics
-                    .request(route, response.status(), answered.code, started.elapsed());
-                let headers = response.headers_mut();
-                headers.insert(request_scope::REQUEST_ID_HEADER, answered.id);
-                if cross_origin && cors::allows(route) {
-                    cors::allow_origin(headers);
-                }
-                Ok::<_, Infallible>(response)
-            }
+            async move { Ok::<_, Infallible>(answer(&app, router, request).await) }
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
