@@ -56,7 +56,7 @@ async fn the_dashboard_shows_a_rush_as_it_happens() {
         .eval(&page, "Number(document.body.dataset.snapshots)")
         .await;
 
-    let rushing = rush(&seckill, &sale, 1_200, 8);
+    let rushing = rush(&seckill, &sale, 2_400, 8);
     // While it runs, the page shows requests per second and sold-out answers.
     let rps = browser
         .wait_for(
@@ -72,9 +72,8 @@ async fn the_dashboard_shows_a_rush_as_it_happens() {
              && document.getElementById('rps-sold_out').textContent !== '—'",
         )
         .await;
-    rushing.await.expect("the rush");
-
-    // Then the sale shows sold out, every unit held, on the page.
+    // Then, while the late crowd is still refused, the sale shows sold out
+    // with every unit held, on the page.
     browser
         .wait_for(&page, &format!("{remaining} === '0'"))
         .await;
@@ -98,7 +97,7 @@ async fn the_dashboard_shows_a_rush_as_it_happens() {
         snapshots_after.as_u64() > snapshots_before.as_u64(),
         "{snapshots_before} → {snapshots_after}"
     );
-    // The line charts have drawn something: non-background pixels on the canvas.
+    // The line charts have drawn something: non-transparent pixels.
     let drawn = browser
         .eval(
             &page,
@@ -106,7 +105,7 @@ async fn the_dashboard_shows_a_rush_as_it_happens() {
         )
         .await;
     assert_eq!(drawn, json!(true));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     let shot = browser.screenshot(&page, "dashboard.png").await;
+    rushing.await.expect("the rush");
     println!("screenshot: {}", shot.display());
 }

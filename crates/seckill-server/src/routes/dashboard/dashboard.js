@@ -110,10 +110,10 @@ function drawChart(canvas, times, series, format, floor = 0) {
   const now = times.length ? times[times.length - 1] : Date.now();
   const span = Math.min(WINDOW_MS, Math.max(MIN_SPAN_MS, times.length ? now - times[0] : 0));
   const start = now - span;
-  let max = floor / 1.1;
+  let max = floor;
   for (const s of series) for (const v of s.values) max = Math.max(max, v);
-  const step = max > 0 ? niceStep(max * 1.1, 4) : 1;
-  const top_ = Math.max(step, Math.ceil((max * 1.1) / step) * step);
+  const step = max > 0 ? niceStep(max, 4) : 1;
+  const top_ = Math.max(step, Math.ceil(max / step) * step);
   const x = (t) => left + ((t - start) / span) * plotW;
   const y = (v) => top + plotH - (v / top_) * plotH;
 
