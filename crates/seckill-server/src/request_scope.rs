@@ -4,7 +4,7 @@
 //! the accept loop, so neither the router's handlers nor the response need
 //! to carry them, and recording them costs no allocation.
 
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
 use seckill_core::ErrorCode;
 use std::cell::Cell;
@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest client-sent request id kept as is; a longer one is replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
