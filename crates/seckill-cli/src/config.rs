@@ -58,6 +58,7 @@ pub struct FileConfig {
     pub global_rate: Option<u32>,
     pub trusted_proxies: Option<Vec<String>>,
     pub rate_limited_routes: Option<Vec<String>>,
+    pub log_format: Option<LogFormat>,
 }
 
 /// A feature turned on or off, in flags and in the file.
@@ -66,6 +67,17 @@ pub struct FileConfig {
 pub enum Switch {
     On,
     Off,
+}
+
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per event, for log collectors.
+    Json,
 }
 
 impl FileConfig {
@@ -125,6 +137,13 @@ mod tests {
             8080
         );
         assert!(listen_address(Some("nonsense"), &file).is_err());
+    }
+
+    #[test]
+    fn the_log_format_is_read_from_the_file() {
+        let file: FileConfig = toml::from_str("log_format = 'json'").unwrap();
+        assert_eq!(file.log_format, Some(LogFormat::Json));
+        assert!(toml::from_str::<FileConfig>("log_format = 'xml'").is_err());
     }
 
     #[test]

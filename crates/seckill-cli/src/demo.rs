@@ -1,9 +1,11 @@
 //! `seckill demo`: the whole story in one command. An embedded engine on a
 //! temporary data dir, a sale of `--stock` tickets, a rush of `--users`
 //! distinct people, the outcome and the invariant checks — then the engine
-//! keeps serving until Ctrl-C, so the sale can be looked at.
+//! keeps serving until Ctrl-C, so the sale can be looked at (the dashboard's
+//! URL is printed first, to watch the rush live).
 
 use crate::bench::{verdict, write_outputs};
+use crate::config::LogFormat;
 use crate::secrets::{self, ADMIN_TOKEN_FILE, JWT_SECRET_FILE};
 use crate::serve::{init_logging, open_server, shutdown_signal};
 use anyhow::{Context, Result};
@@ -47,7 +49,7 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
-    init_logging("warn");
+    init_logging("warn", LogFormat::Human);
     let data = tempfile::Builder::new()
         .prefix("seckill-demo-")
         .tempdir()
@@ -85,6 +87,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         "engine on {url}, data in {} (removed on exit)",
         data.path().display()
     );
+    println!("watch it live: {url}/dashboard");
 
     let endpoint = Endpoint::parse(&url)?;
     let sale = runtime
@@ -142,6 +145,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
 
     println!();
     println!("serving on {url} until Ctrl-C; try:");
+    println!("  open {url}/dashboard");
     println!("  curl {url}/api/v1/sales/{}/stock", sale.id);
     println!(
         "  curl -H 'Authorization: Bearer {admin_token}' {url}/api/v1/sales/{}/report",

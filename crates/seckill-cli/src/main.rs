@@ -6,6 +6,7 @@ mod demo;
 mod nginx_conf;
 mod plan;
 mod rate_limit;
+mod render;
 mod secrets;
 mod serve;
 mod token;
@@ -43,6 +44,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Print an nginx.conf for a cluster: the nodes behind one upstream, a balancing strategy, health, rate limits.
     NginxConf(nginx_conf::NginxConfArgs),
+    /// Write a sale's item page as one self-contained HTML file (for a CDN); stock and buying stay live.
+    Render(render::RenderArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -54,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Plan(args) => plan::run(args),
         Command::NginxConf(args) => nginx_conf::run(args),
+        Command::Render(args) => render::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,6 +1,6 @@
 //! `seckill serve`: open the store, rebuild stock, listen, drain on signal.
 
-use crate::config::{FileConfig, StoreArgs, Switch};
+use crate::config::{FileConfig, LogFormat, Resolved, StoreArgs, Switch};
 use crate::rate_limit::RateLimitArgs;
 use crate::secrets::{self, ADMIN_TOKEN_FILE, JWT_SECRET_FILE};
 use anyhow::{Context, Result};
@@ -51,6 +51,9 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "SECKILL_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Log lines as `human` text or `json` objects, on stderr [default: human].
+    #[arg(long, env = "SECKILL_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
     #[command(flatten)]
     degrade: DegradeArgs,
     #[command(flatten)]
@@ -124,16 +127,21 @@ impl DegradeArgs {
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
-    init_logging("info");
+    let resolved = args.store.resolve()?;
+    init_logging(
+        "info",
+        args.log_format
+            .or(resolved.file.log_format)
+            .unwrap_or_default(),
+    );
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?
-        .block_on(serve(args))
+        .block_on(serve(args, resolved))
 }
 
-async fn serve(args: ServeArgs) -> Result<()> {
-    let resolved = args.store.resolve()?;
+async fn serve(args: ServeArgs, resolved: Resolved) -> Result<()> {
     let listen = crate::config::listen_address(args.listen.as_deref(), &resolved.file)?;
     let data_dir = resolved.data_dir;
     std::fs::create_dir_all(&data_dir)
@@ -264,12 +272,15 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Human logs on stderr; `RUST_LOG` filters (default `level`).
-pub fn init_logging(level: &str) {
+/// Logs on stderr in `format`; `RUST_LOG` filters (default `level`).
+pub fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
 }

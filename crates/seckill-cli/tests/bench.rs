@@ -315,6 +315,17 @@ async fn demo_sells_exactly_its_stock_then_keeps_serving_until_sigterm() {
         .expect("stock JSON");
     assert_eq!(stock["remaining"], 0);
     assert_eq!(stock["state"], "sold_out");
+    assert!(
+        seen.contains(&format!("watch it live: {url}/dashboard")),
+        "{seen}"
+    );
+    let dashboard = reqwest::get(format!("{url}/dashboard"))
+        .await
+        .expect("the dashboard is served")
+        .text()
+        .await
+        .expect("the dashboard page");
+    assert!(dashboard.contains("/dashboard/dashboard.js"), "{dashboard}");
 
     let kill = Command::new("kill")
         .args(["-TERM", &demo.id().to_string()])

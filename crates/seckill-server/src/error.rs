@@ -88,7 +88,11 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         // An open breaker was logged once when it opened, not per request.
         if !matches!(error, StoreError::CircuitOpen) {
-            tracing::error!(%error, "store failed");
+            tracing::error!(
+                request_id = crate::request_scope::current_id(),
+                %error,
+                "store failed"
+            );
         }
         Self::unavailable("the order store is unavailable, retry shortly")
     }
@@ -103,8 +107,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// An error answer whose body is already serialized.
+/// An error answer whose body is already serialized. Its code is noted
+/// for the request's metrics.
 pub fn error_response(code: ErrorCode, body: Bytes) -> Response {
+    crate::request_scope::note_error(code);
     let mut response = (
         status_of(code),
         [(

@@ -6,6 +6,7 @@
 
 use crate::App;
 use seckill_store::StoreError;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -21,9 +22,10 @@ pub fn spawn(app: App) -> JoinHandle<()> {
             match app.market.store().expire_due().await {
                 Ok(released) => {
                     for units in &released {
-                        app.market.release(units);
+                        app.market.expired(units);
                     }
                     app.metrics.expired.increment(released.len() as u64);
+                    app.swept_once.store(true, Ordering::Release);
                 }
                 Err(StoreError::CircuitOpen) => {}
                 Err(error) => tracing::warn!(%error, "expiry sweep failed; retrying"),

@@ -13,11 +13,11 @@ use crate::error::canned;
 use crate::rate_limit::Limited;
 use crate::route::Route;
 use crate::routes::{self, purchase};
-use crate::shedding;
+use crate::{cors, request_scope, shedding};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use hyper::body::Incoming;
@@ -47,29 +47,47 @@ const MAX_HEADERS: usize = 64;
 /// At shutdown, how long in-flight requests get to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One request: refused if the degrade level says so, else answered
-/// (within the limits) and its outcome counted for automatic degradation.
-async fn serve_request(
-    app: App,
+/// Everything around one request: a CORS preflight is answered at once;
+/// otherwise the request runs in its scope (id, error code), refused if
+/// the degrade level says so, else admitted or shed; it is counted (and,
+/// unless degraded, judged for automatic degradation); its answer carries
+/// its id and, for a page on another origin, the CORS headers.
+async fn answer(
+    app: &App,
     router: Router,
     peer: SocketAddr,
     request: hyper::Request<Incoming>,
 ) -> Response {
-    let route = Route::of(request.method(), request.uri().path());
-    let traffic = Traffic::of(route);
-    if !app.degrade.level().allows(traffic) {
-        return canned::degraded();
-    }
-    let Some(health) = &app.degrade.health else {
-        return within_limits(&app, router, route, peer, request).await;
-    };
     let started = Instant::now();
-    let response = within_limits(&app, router, route, peer, request).await;
-    health.record(
-        traffic,
-        response.status().is_server_error(),
-        started.elapsed(),
-    );
+    let (method, path) = (request.method(), request.uri().path());
+    if let Some(preflight) = cors::preflight(method, path, request.headers()) {
+        return preflight;
+    }
+    let route = Route::of(method, path);
+    let traffic = Traffic::of(route);
+    let cross_origin = request.headers().contains_key(header::ORIGIN);
+    let id = request_scope::request_id(request.headers());
+    let degraded = !app.degrade.level().allows(traffic);
+    let answered = request_scope::run(id, async {
+        if degraded {
+            canned::degraded()
+        } else {
+            within_limits(app, router, route, peer, request).await
+        }
+    })
+    .await;
+    let mut response = answered.output;
+    let elapsed = started.elapsed();
+    app.metrics
+        .request(route, response.status(), answered.code, elapsed);
+    if let Some(health) = app.degrade.health.as_ref().filter(|_| !degraded) {
+        health.record(traffic, response.status().is_server_error(), elapsed);
+    }
+    let headers = response.headers_mut();
+    headers.insert(request_scope::REQUEST_ID_HEADER, answered.id);
+    if cross_origin && cors::allows(route) {
+        cors::allow_origin(headers);
+    }
     response
 }
 
@@ -190,7 +208,7 @@ pub async fn serve(
         let (app, router) = (app.clone(), router.clone());
         let service = service_fn(move |request: hyper::Request<Incoming>| {
             let (app, router) = (app.clone(), router.clone());
-            async move { Ok::<_, Infallible>(serve_request(app, router, peer, request).await) }
+            async move { Ok::<_, Infallible>(answer(&app, router, peer, request).await) }
         });
         let watcher = graceful.watcher();
         let tls = tls.clone();

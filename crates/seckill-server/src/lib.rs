@@ -5,6 +5,8 @@
 pub mod auth;
 pub mod breaker;
 pub mod client_ip;
+pub mod cors;
+pub mod dashboard;
 pub mod degrade;
 pub mod error;
 pub mod expiry;
@@ -12,8 +14,10 @@ pub mod guarded_store;
 mod http1;
 pub mod market;
 pub mod metrics;
+pub mod pulse;
 pub mod purchase_token;
 pub mod rate_limit;
+pub mod request_scope;
 pub mod route;
 pub mod routes;
 pub mod shedding;
@@ -55,6 +59,10 @@ pub struct AppState {
     pub in_flight: shedding::InFlight,
     /// Set at shutdown: readiness fails while in-flight requests finish.
     pub draining: AtomicBool,
+    /// Set once the first expiry sweep is done: until then, units of orders
+    /// that expired while the engine was stopped are not back on sale.
+    pub swept_once: AtomicBool,
+    pub dashboard: dashboard::Feed,
 }
 
 pub type App = Arc<AppState>;
@@ -75,7 +83,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Loads the store and rebuilds every sale's stock from its orders.
+    /// Loads the store, rebuilds every sale's stock from its orders and
+    /// counts their settled units.
     pub async fn open(config: ServerConfig, store: Arc<dyn Store>) -> Result<Self, OpenError> {
         let auth = Auth::new(&config.jwt, &config.admin_token)?;
         // First: it installs the recorder that every metric handle binds to.
@@ -83,8 +92,10 @@ impl Server {
         let snapshot = store.load().await?;
         let breaker = Arc::new(breaker::Breaker::new("store", config.store_breaker));
         let store = Arc::new(guarded_store::GuardedStore::new(store, breaker));
+        let market = Market::restore(store, snapshot);
+        market.count_settled().await?;
         let app = Arc::new(AppState {
-            market: Market::restore(store, snapshot),
+            market,
             auth,
             purchase_tokens: purchase_token::PurchaseTokens::new(&config.jwt_secret),
             metrics,
@@ -93,6 +104,8 @@ impl Server {
             degrade: degrade::Degrade::new(config.auto_degrade),
             in_flight: shedding::InFlight::new(config.limits.max_in_flight),
             draining: AtomicBool::new(false),
+            swept_once: AtomicBool::new(false),
+            dashboard: dashboard::Feed::new(),
         });
         Ok(Self {
             app,
@@ -110,6 +123,10 @@ impl Server {
         let sweeper = expiry::spawn(Arc::clone(&self.app));
         let health_judge = degrade::auto::spawn(Arc::clone(&self.app));
         let evictor = rate_limit::spawn_eviction(Arc::clone(&self.app));
+        let node = listener
+            .local_addr()
+            .map_or_else(|_| "this engine".to_string(), |address| address.to_string());
+        let sampler = dashboard::spawn(Arc::clone(&self.app), node);
         let app = Arc::clone(&self.app);
         http1::serve(
             listener,
@@ -128,6 +145,7 @@ impl Server {
             judge.abort();
         }
         evictor.abort();
+        sampler.abort();
         self.app.market.store().close().await;
         tracing::info!("stopped; every acknowledged write is committed");
     }

@@ -24,12 +24,16 @@ pub enum Route {
     Healthz,
     Readyz,
     Metrics,
+    /// The live dashboard's page and its assets.
+    Dashboard,
+    /// The dashboard's stream of snapshots.
+    DashboardEvents,
     /// No route of the API (answered 404 or 405 by the router).
     Other,
 }
 
 impl Route {
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 19] = [
         Self::Purchase,
         Self::PurchaseToken,
         Self::CreateSale,
@@ -46,6 +50,8 @@ impl Route {
         Self::Healthz,
         Self::Readyz,
         Self::Metrics,
+        Self::Dashboard,
+        Self::DashboardEvents,
         Self::Other,
     ];
 
@@ -77,6 +83,9 @@ impl Route {
                 "/healthz" if get => Self::Healthz,
                 "/readyz" if get => Self::Readyz,
                 "/metrics" if get => Self::Metrics,
+                "/dashboard/events" if get => Self::DashboardEvents,
+                "/dashboard" if get => Self::Dashboard,
+                _ if get && path.starts_with("/dashboard/") => Self::Dashboard,
                 _ => Self::Other,
             },
         }
@@ -101,6 +110,8 @@ impl Route {
             Self::Healthz => "healthz",
             Self::Readyz => "readyz",
             Self::Metrics => "metrics",
+            Self::Dashboard => "dashboard",
+            Self::DashboardEvents => "dashboard_events",
             Self::Other => "other",
         }
     }
@@ -135,6 +146,10 @@ mod tests {
             (&get, "/api/v1/openapi.json", Route::OpenApi),
             (&get, "/healthz", Route::Healthz),
             (&get, "/metrics", Route::Metrics),
+            (&get, "/dashboard", Route::Dashboard),
+            (&get, "/dashboard/app.js", Route::Dashboard),
+            (&get, "/dashboard/events", Route::DashboardEvents),
+            (&post, "/dashboard", Route::Other),
             (&get, "/api/v1/sales/s/purchase", Route::Other),
             (&post, "/api/v1/sales/s/purchase/x", Route::Other),
             (&get, "/api/v1/orders/o/pay", Route::Other),

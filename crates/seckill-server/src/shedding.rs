@@ -1,8 +1,8 @@
 //! Load shedding: past a cap on requests in flight, answer 503 at once
 //! instead of queueing without bound; and a time limit per request, so a
 //! request stuck behind a slow client body or a stalled store gives its
-//! place back. Health, readiness and metrics are exempt: operators must be
-//! able to see an overloaded engine.
+//! place back. Health, readiness, metrics and the dashboard are exempt:
+//! operators must be able to see an overloaded engine.
 
 use crate::route::Route;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,6 +51,11 @@ impl InFlight {
         }
     }
 
+    /// Requests in flight now.
+    pub fn current(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
     /// A place if one is free, else `None`: the request is to be shed.
     pub fn admit(&self) -> Option<Admitted<'_>> {
         if self.count.fetch_add(1, Ordering::Relaxed) >= self.max {
@@ -61,12 +66,18 @@ impl InFlight {
     }
 }
 
-/// Routes never shed nor timed out: the operator's view of the engine, and
-/// the degrade switch, which an overloaded engine needs most.
+/// Routes never shed nor timed out: the operator's view of the engine (the
+/// dashboard's event stream lasts as long as the page is open), and the
+/// degrade switch, which an overloaded engine needs most.
 pub fn is_exempt(route: Route) -> bool {
     matches!(
         route,
-        Route::Healthz | Route::Readyz | Route::Metrics | Route::Degrade
+        Route::Healthz
+            | Route::Readyz
+            | Route::Metrics
+            | Route::Dashboard
+            | Route::DashboardEvents
+            | Route::Degrade
     )
 }
 

@@ -74,8 +74,11 @@ pub struct ReleasedUnits {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PayOutcome {
-    /// Paid now, or earlier with the same payment reference.
+    /// Paid now.
     Paid(Order),
+    /// Paid earlier with the same payment reference: the same answer, and
+    /// nothing changed (so nothing is counted twice).
+    AlreadyPaid(Order),
     NotFound,
     /// The deadline passed first (the order may still await the sweeper).
     Expired,

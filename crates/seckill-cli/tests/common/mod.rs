@@ -102,7 +102,7 @@ impl Seckill {
         self.spawn().await;
     }
 
-    /// The server's data dir.
+    /// The server's data dir (kept across restarts).
     pub fn data_dir(&self) -> &std::path::Path {
         self.dir.path()
     }

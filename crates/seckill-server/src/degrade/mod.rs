@@ -48,7 +48,7 @@ pub enum Traffic {
     StoreRead,
     /// Sale details, lists and stock: answered from memory.
     MemoryRead,
-    /// Admin endpoints, health, readiness, metrics: never refused.
+    /// Admin endpoints, health, readiness, metrics, dashboard: never refused.
     Operator,
 }
 
@@ -66,7 +66,9 @@ impl Traffic {
             | Route::Degrade
             | Route::Healthz
             | Route::Readyz
-            | Route::Metrics => Self::Operator,
+            | Route::Metrics
+            | Route::Dashboard
+            | Route::DashboardEvents => Self::Operator,
         }
     }
 }
@@ -145,6 +147,7 @@ impl Degrade {
             metrics::counter!("seckill_degrade_switches_total", "by" => by_label, "to" => level.as_str())
                 .increment(1);
             tracing::warn!(
+                request_id = crate::request_scope::current_id(),
                 by = by_label,
                 from = previous.as_str(),
                 to = level.as_str(),

@@ -7,9 +7,10 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use futures::FutureExt;
 use seckill_core::{Sale, Stock, UserId};
-use seckill_store::Reservation;
+use seckill_store::{Reservation, UnitsByStatus};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub struct LiveSale {
     pub sale: Sale,
@@ -20,6 +21,29 @@ pub struct LiveSale {
     /// Users who hold units or have an idempotent answer on this sale.
     /// Sharded locks, held only for in-memory bookkeeping, never across I/O.
     pub(super) buyers: DashMap<UserId, Buyer>,
+    /// Units that left the sale for good or were paid, counted in memory
+    /// for metrics and the dashboard (loaded from the store at start).
+    settled: Settled,
+}
+
+#[derive(Default)]
+struct Settled {
+    paid: AtomicU64,
+    expired: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+/// A sale's units by where they are, from memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SaleUnits {
+    pub stock: u64,
+    pub remaining: u64,
+    /// Held by orders not paid yet (queued or pending payment, or being
+    /// committed right now).
+    pub reserved: u64,
+    pub paid: u64,
+    pub expired: u64,
+    pub cancelled: u64,
 }
 
 /// What one user has on one sale.
@@ -37,19 +61,63 @@ impl Buyer {
     }
 }
 
+/// A strong ETag for a body: a prefix of its SHA-256.
+pub(super) fn etag_of(body: &[u8]) -> HeaderValue {
+    let digest = Sha256::digest(body);
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header")
+}
+
 impl LiveSale {
     pub fn new(sale: Sale) -> Self {
         let json = Bytes::from(serde_json::to_vec(&sale).expect("a sale serializes"));
-        let digest = Sha256::digest(&json);
-        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-        let etag = HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header");
+        let etag = etag_of(&json);
         Self {
             stock: Stock::new(sale.stock),
             sale,
             json,
             etag,
             buyers: DashMap::new(),
+            settled: Settled::default(),
         }
+    }
+
+    pub fn units(&self) -> SaleUnits {
+        let remaining = self.stock.remaining();
+        let paid = self.settled.paid.load(Ordering::Relaxed);
+        SaleUnits {
+            stock: self.sale.stock,
+            remaining,
+            reserved: (self.sale.stock - remaining).saturating_sub(paid),
+            paid,
+            expired: self.settled.expired.load(Ordering::Relaxed),
+            cancelled: self.settled.cancelled.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sets the paid, expired and cancelled counts from the store's.
+    pub(super) fn restore_settled(&self, units: &UnitsByStatus) {
+        self.settled.paid.store(units.paid, Ordering::Relaxed);
+        self.settled.expired.store(units.expired, Ordering::Relaxed);
+        self.settled
+            .cancelled
+            .store(units.cancelled, Ordering::Relaxed);
+    }
+
+    pub fn paid(&self, quantity: u64) {
+        self.settled.paid.fetch_add(quantity, Ordering::Relaxed);
+    }
+
+    pub(super) fn expired(&self, user: &UserId, quantity: u64) {
+        self.release(user, quantity);
+        self.settled.expired.fetch_add(quantity, Ordering::Relaxed);
+    }
+
+    pub(super) fn cancelled(&self, user: &UserId, quantity: u64) {
+        self.release(user, quantity);
+        self.settled
+            .cancelled
+            .fetch_add(quantity, Ordering::Relaxed);
     }
 
     /// Counts a stored order back in at start: its units are held if its
@@ -72,7 +140,7 @@ impl LiveSale {
     }
 
     /// Units leave `user`'s holding and go back on sale.
-    pub fn release(&self, user: &UserId, quantity: u64) {
+    pub(super) fn release(&self, user: &UserId, quantity: u64) {
         if let Some(mut buyer) = self.buyers.get_mut(user) {
             buyer.held = buyer.held.saturating_sub(quantity);
         }

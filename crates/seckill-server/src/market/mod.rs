@@ -6,18 +6,40 @@
 mod live_sale;
 mod purchase;
 
-pub use live_sale::LiveSale;
+pub use live_sale::{LiveSale, SaleUnits};
 pub use purchase::{Purchase, Receipt};
 
 use crate::error::ApiResult;
-use seckill_core::{NewSale, SaleId, Timestamp};
-use seckill_store::{ReleasedUnits, Snapshot, Store};
+use axum::http::HeaderValue;
+use bytes::Bytes;
+use seckill_core::{NewSale, Sale, SaleId, Timestamp};
+use seckill_store::{ReleasedUnits, Snapshot, Store, StoreResult};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 pub struct Market {
     sales: RwLock<HashMap<SaleId, Arc<LiveSale>>>,
+    /// `GET /api/v1/sales`, serialized once per change.
+    listing: RwLock<Arc<Listing>>,
     store: Arc<dyn Store>,
+}
+
+/// Every sale, oldest first, as served by `GET /api/v1/sales`.
+pub struct Listing {
+    pub json: Bytes,
+    pub etag: HeaderValue,
+}
+
+impl Listing {
+    fn of(sales: &HashMap<SaleId, Arc<LiveSale>>) -> Self {
+        let mut sales: Vec<&Sale> = sales.values().map(|live| &live.sale).collect();
+        sales.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let json = Bytes::from(serde_json::to_vec(&sales).expect("sales serialize"));
+        Self {
+            etag: live_sale::etag_of(&json),
+            json,
+        }
+    }
 }
 
 impl Market {
@@ -47,6 +69,7 @@ impl Market {
             "stock rebuilt from the stored orders"
         );
         Self {
+            listing: RwLock::new(Arc::new(Listing::of(&sales))),
             sales: RwLock::new(sales),
             store,
         }
@@ -62,6 +85,16 @@ impl Market {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(id)
             .cloned()
+    }
+
+    /// Every sale as `GET /api/v1/sales` serves it.
+    pub fn listing(&self) -> Arc<Listing> {
+        Arc::clone(
+            &self
+                .listing
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
     }
 
     /// Every sale, oldest first.
@@ -82,18 +115,48 @@ impl Market {
         let sale = new_sale.validate(SaleId::generate(), Timestamp::now())?;
         self.store.create_sale(&sale).await?;
         let live = Arc::new(LiveSale::new(sale));
-        self.sales
+        let mut sales = self
+            .sales
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(live.sale.id.clone(), Arc::clone(&live));
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        sales.insert(live.sale.id.clone(), Arc::clone(&live));
+        // Under the sales' lock, so that listings are replaced in order.
+        *self
+            .listing
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(Listing::of(&sales));
         Ok(live)
     }
 
-    /// Puts units that left an order (expiry, cancel) back on sale.
-    pub fn release(&self, released: &ReleasedUnits) {
-        match self.get(released.sale_id.as_str()) {
-            Some(sale) => sale.release(&released.user_id, released.quantity),
-            None => tracing::error!(sale = %released.sale_id, "released units of an unknown sale"),
+    /// Counts each sale's paid, expired and cancelled units from the store:
+    /// one query per sale, at start; memory keeps them up to date after.
+    pub async fn count_settled(&self) -> StoreResult<()> {
+        for sale in self.all() {
+            let units = self.store.units_by_status(&sale.sale.id).await?;
+            sale.restore_settled(&units);
         }
+        Ok(())
+    }
+
+    /// Puts the units of an expired order back on sale.
+    pub fn expired(&self, released: &ReleasedUnits) {
+        if let Some(sale) = self.sale_of(released) {
+            sale.expired(&released.user_id, released.quantity);
+        }
+    }
+
+    /// Puts the units of a cancelled order back on sale.
+    pub fn cancelled(&self, released: &ReleasedUnits) {
+        if let Some(sale) = self.sale_of(released) {
+            sale.cancelled(&released.user_id, released.quantity);
+        }
+    }
+
+    fn sale_of(&self, released: &ReleasedUnits) -> Option<Arc<LiveSale>> {
+        let sale = self.get(released.sale_id.as_str());
+        if sale.is_none() {
+            tracing::error!(sale = %released.sale_id, "released units of an unknown sale");
+        }
+        sale
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP surface of API.md, route by route.
 
+mod dashboard;
 mod extract;
 mod ops;
 mod orders;
@@ -37,6 +38,9 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/events", get(dashboard::events))
+        .route("/dashboard/{asset}", get(dashboard::asset))
         .fallback(ops::unknown_route)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(CatchPanicLayer::custom(panic_response))
@@ -45,6 +49,9 @@ pub fn router(app: App) -> Router {
 
 /// A bug must still answer in the API's shape, and the process keeps serving.
 pub(crate) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    tracing::error!("a request handler panicked");
+    tracing::error!(
+        request_id = crate::request_scope::current_id(),
+        "a request handler panicked"
+    );
     ApiError::new(ErrorCode::Internal, "internal error").into_response()
 }

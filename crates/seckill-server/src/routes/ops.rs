@@ -18,29 +18,40 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// 200 once the engine serves (stock is rebuilt before the socket opens),
-/// 503 while draining at shutdown so balancers stop sending new work.
+/// 200 `{"status": "ready"}` once warm; 503 (the API's error shape) saying
+/// what it waits for: the first expiry sweep at start, the drain at
+/// shutdown (so balancers stop sending new work).
 pub async fn readyz(State(app): State<App>) -> Response {
-    if app.draining.load(Ordering::Acquire) {
-        ApiError::unavailable("draining").into_response()
+    let waiting_for = waiting_for(
+        app.draining.load(Ordering::Acquire),
+        app.swept_once.load(Ordering::Acquire),
+    );
+    match waiting_for {
+        None => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Some(what) => ApiError::unavailable(what).into_response(),
+    }
+}
+
+fn waiting_for(draining: bool, swept_once: bool) -> Option<&'static str> {
+    if draining {
+        Some("not ready: draining, finishing the requests in flight")
+    } else if !swept_once {
+        Some(
+            "not ready: waiting for the first expiry sweep, which puts the units of orders \
+             that expired while the engine was stopped back on sale",
+        )
     } else {
-        "ready".into_response()
+        None
     }
 }
 
 pub async fn metrics(State(app): State<App>) -> Response {
-    for sale in app.market.all() {
-        let id = sale.sale.id.to_string();
-        metrics::gauge!("seckill_sale_stock", "sale_id" => id.clone()).set(sale.sale.stock as f64);
-        metrics::gauge!("seckill_sale_remaining", "sale_id" => id)
-            .set(sale.stock.remaining() as f64);
-    }
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
         )],
-        app.metrics.render(),
+        app.metrics.render(&app.market, app.in_flight.current()),
     )
         .into_response()
 }
@@ -99,4 +110,16 @@ pub async fn method_not_allowed() -> Response {
     .into_response();
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_swept_and_not_draining() {
+        assert_eq!(waiting_for(false, true), None);
+        assert!(waiting_for(false, false).unwrap().contains("expiry sweep"));
+        assert!(waiting_for(true, true).unwrap().contains("draining"));
+    }
 }

@@ -69,8 +69,12 @@ pub async fn pay(
     {
         PayOutcome::Paid(order) => {
             app.metrics.paid.increment(1);
+            if let Some(sale) = app.market.get(order.sale_id.as_str()) {
+                sale.paid(order.quantity);
+            }
             Ok(Json(order))
         }
+        PayOutcome::AlreadyPaid(order) => Ok(Json(order)),
         PayOutcome::NotFound => Err(no_such_order()),
         PayOutcome::Expired => Err(ApiError::new(
             ErrorCode::OrderExpired,
@@ -95,7 +99,7 @@ pub async fn cancel(
     let user = app.auth.user(&headers)?;
     match app.market.store().cancel(&OrderId::from(id), &user).await? {
         CancelOutcome::Cancelled(order, released) => {
-            app.market.release(&released);
+            app.market.cancelled(&released);
             app.metrics.cancelled.increment(1);
             Ok(Json(order))
         }

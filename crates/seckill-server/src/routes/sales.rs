@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use seckill_core::{NewSale, SaleId, SalePhase, StockState, Timestamp};
 use serde::Serialize;
 use std::sync::Arc;
@@ -16,7 +17,11 @@ use std::sync::Arc;
 /// A sale never changes once created, so caches may keep it a while; the
 /// ETag lets them revalidate for free.
 const SALE_CACHE_CONTROL: &str = "public, max-age=60";
-/// The stock answer may lag by up to a second (API.md).
+/// The list changes only when a sale is created: caches may keep it a few
+/// seconds and revalidate with its ETag.
+const LIST_CACHE_CONTROL: &str = "public, max-age=5";
+/// The stock answer may lag by up to a second (API.md); it is read from
+/// memory, never from the store.
 const STOCK_CACHE_CONTROL: &str = "public, max-age=1";
 
 pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
@@ -25,7 +30,12 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> A
         .await?
         .ok_or_else(|| ApiError::bad_request("body: a JSON sale object is required"))?;
     let sale = app.market.create_sale(new_sale).await?;
-    tracing::info!(sale = %sale.sale.id, stock = sale.sale.stock, "sale created");
+    tracing::info!(
+        request_id = crate::request_scope::current_id(),
+        sale = %sale.sale.id,
+        stock = sale.sale.stock,
+        "sale created"
+    );
     let location = HeaderValue::from_str(&format!("/api/v1/sales/{}", sale.sale.id))
         .map_err(|_| ApiError::bad_request("sale id is not a header value"))?;
     Ok((
@@ -42,31 +52,48 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> A
         .into_response())
 }
 
-pub async fn list(State(app): State<App>) -> Json<Vec<seckill_core::Sale>> {
-    Json(app.market.all().iter().map(|s| s.sale.clone()).collect())
+pub async fn list(State(app): State<App>, headers: HeaderMap) -> Response {
+    let listing = app.market.listing();
+    cacheable(&headers, &listing.json, &listing.etag, LIST_CACHE_CONTROL)
 }
 
 pub async fn get(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> ApiResult<Response> {
     let sale = find(&app, &id)?;
+    Ok(cacheable(
+        &headers,
+        &sale.json,
+        &sale.etag,
+        SALE_CACHE_CONTROL,
+    ))
+}
+
+/// A JSON body served from memory with its ETag: 304 when the client
+/// already has it.
+fn cacheable(
+    headers: &HeaderMap,
+    json: &Bytes,
+    etag: &HeaderValue,
+    cache_control: &'static str,
+) -> Response {
     let cache_headers = [
-        (header::ETAG, sale.etag.clone()),
+        (header::ETAG, etag.clone()),
         (
             header::CACHE_CONTROL,
-            HeaderValue::from_static(SALE_CACHE_CONTROL),
+            HeaderValue::from_static(cache_control),
         ),
     ];
-    if etag_matches(&headers, &sale.etag) {
-        return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
+    if etag_matches(headers, etag) {
+        return (StatusCode::NOT_MODIFIED, cache_headers).into_response();
     }
-    Ok((
+    (
         cache_headers,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        sale.json.clone(),
+        json.clone(),
     )
-        .into_response())
+        .into_response()
 }
 
 #[derive(Serialize)]

@@ -78,6 +78,8 @@ fn run(mut connection: Connection, mut queue: mpsc::Receiver<Command>) {
         let started = Instant::now();
         match apply(&mut connection, batch.drain(..)) {
             Ok(answers) => {
+                // Looked up per batch, not once: the thread starts before
+                // the engine installs its metrics recorder.
                 metrics::histogram!("seckill_writer_batch_size").record(size as f64);
                 metrics::histogram!("seckill_writer_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
@@ -218,7 +220,7 @@ fn pay(
     };
     Ok(match current.status {
         OrderStatus::Paid if current.payment_ref.as_deref() == Some(payment_ref) => {
-            PayOutcome::Paid(current)
+            PayOutcome::AlreadyPaid(current)
         }
         OrderStatus::Paid | OrderStatus::Queued => PayOutcome::NotPayable,
         // Still pending here means the deadline has passed.
