@@ -16,3 +16,8 @@
 //! | `seckill:nodes` | sorted set | node id → heartbeat expiry (unix ms) |
 //!
 //! Channels: `seckill:sold_out` and `seckill:restock` carry a sale id.
+
+pub mod consumer;
+pub mod orders;
+pub mod queue;
+pub mod stream;
