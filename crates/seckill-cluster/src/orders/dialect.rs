@@ -32,6 +32,20 @@ impl Dialect {
         }
     }
 
+    /// Statements that take and release a lock around the migrations, where
+    /// sqlx's own does not hold: it is `GET_LOCK(name, -1)`, and MariaDB
+    /// takes a negative timeout as "do not wait" and answers NULL at once,
+    /// so two nodes starting together would both apply the schema.
+    pub(super) fn migration_lock(self) -> Option<[&'static str; 2]> {
+        match self {
+            Self::Postgres => None,
+            Self::MySql => Some([
+                "SELECT GET_LOCK('seckill_migrations', 300)",
+                "SELECT RELEASE_LOCK('seckill_migrations')",
+            ]),
+        }
+    }
+
     /// Ends an INSERT so that a row whose primary or unique key is taken is
     /// skipped without error. MySQL's `INSERT IGNORE` would also turn CHECK
     /// and foreign-key failures into warnings and drop the row silently;

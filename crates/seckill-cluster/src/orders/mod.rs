@@ -88,7 +88,16 @@ impl SqlOrders {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(url)
             .await?;
-        dialect.migrations().run(&pool).await?;
+        let mut connection = pool.acquire().await?;
+        let lock = dialect.migration_lock();
+        if let Some([take, _]) = lock {
+            sqlx::query(take).execute(&mut *connection).await?;
+        }
+        let migrated = dialect.migrations().run(&mut *connection).await;
+        if let Some([_, release]) = lock {
+            sqlx::query(release).execute(&mut *connection).await?;
+        }
+        migrated?;
         Ok(Self { pool, dialect })
     }
 
