@@ -51,7 +51,14 @@ pub async fn queue_position<C: ConnectionLike + Send + Sync>(
         .map_or(("0-0".to_string(), 0), |group| {
             (group.last_delivered_id, group.pending)
         });
-    let undelivered = find(redis, &key, sale, order, format!("({last_delivered}"), "+".into());
+    let undelivered = find(
+        redis,
+        &key,
+        sale,
+        order,
+        format!("({last_delivered}"),
+        "+".into(),
+    );
     if let Some((reservation, position)) = undelivered.await? {
         return Ok(Some(QueuedReservation {
             reservation,
