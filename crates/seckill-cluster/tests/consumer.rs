@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{database_urls, databases, new_sale, now, redis};
+use common::{connection, database_urls, databases, new_sale, now, redis};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{
@@ -127,7 +127,7 @@ async fn every_entry_becomes_one_order_and_is_acknowledged() {
     let Some(client) = redis("every_entry_becomes_one_order_and_is_acknowledged") else {
         return;
     };
-    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let mut redis = connection(&client).await;
     for store in databases("every_entry_becomes_one_order_and_is_acknowledged").await {
         let sale = new_sale(&store).await;
         // More than one batch, and written before any consumer exists.
@@ -170,7 +170,7 @@ async fn entries_of_a_dead_consumer_are_taken_over_once() {
     let Some(client) = redis("entries_of_a_dead_consumer_are_taken_over_once") else {
         return;
     };
-    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let mut redis = connection(&client).await;
     for store in databases("entries_of_a_dead_consumer_are_taken_over_once").await {
         let sale = new_sale(&store).await;
         let orders = add_entries(&mut redis, &sale, 40).await;
@@ -212,7 +212,7 @@ async fn entries_that_cannot_be_stored_end_in_the_dead_letter_stream() {
     let Some(client) = redis("entries_that_cannot_be_stored_end_in_the_dead_letter_stream") else {
         return;
     };
-    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let mut redis = connection(&client).await;
     for store in databases("entries_that_cannot_be_stored_end_in_the_dead_letter_stream").await {
         let sale = new_sale(&store).await;
         let good = add_entries(&mut redis, &sale, 3).await;
@@ -334,7 +334,7 @@ async fn entries_wait_in_the_stream_while_the_database_is_unreachable() {
     let Some(client) = redis(test) else {
         return;
     };
-    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let mut redis = connection(&client).await;
     for (var, url) in database_urls(test) {
         let direct = SqlOrders::connect(&url).await.expect(var);
         let (template, target) = Relay::route(&url);
@@ -382,7 +382,7 @@ async fn queue_position_counts_the_entries_ahead() {
     let Some(client) = redis("queue_position_counts_the_entries_ahead") else {
         return;
     };
-    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let mut redis = connection(&client).await;
     let sale = SaleId::generate();
     let unknown = OrderId::generate();
     assert!(

@@ -52,6 +52,17 @@ pub fn redis(test: &str) -> Option<redis::Client> {
     }
 }
 
+/// A connection that waits for large replies (the default gives up after
+/// 500 ms, which a debug build on a busy machine can exceed).
+pub async fn connection(client: &redis::Client) -> redis::aio::MultiplexedConnection {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(10)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect(REDIS_URL)
+}
+
 pub fn now() -> i64 {
     Timestamp::now().as_millis()
 }
