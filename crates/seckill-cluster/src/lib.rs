@@ -18,5 +18,9 @@
 //! Channels: `seckill:sold_out` and `seckill:restock` carry a sale id.
 
 pub mod authority;
+pub mod consumer;
 pub mod nodes;
+pub mod orders;
+pub mod queue;
 pub mod quota;
+pub mod stream;

@@ -1,24 +1,26 @@
-//! Shared by the Redis tests: the Redis under test (from
-//! `SECKILL_TEST_REDIS_URL`, or a private `redis-server` the test starts and
-//! stops), sales with unique ids, and raw reads of the data model.
-#![allow(dead_code)]
+//! Shared by the cluster tests: the real databases and Redis named by the
+//! environment (or a private `redis-server` a test starts and stops), sales
+//! and reservations that no other test touches, and raw reads of the Redis
+//! data model.
+#![allow(dead_code)] // each test binary uses its own part
 
 use redis::AsyncCommands;
 use seckill_cluster::authority::keys::SaleKeys;
 use seckill_cluster::authority::{AuthorityConfig, RedisAuthority};
-use seckill_core::{Sale, SaleId, Timestamp};
+use seckill_cluster::orders::SqlOrders;
+use seckill_core::{OrderId, Sale, SaleId, Timestamp, UserId};
+use seckill_store::Reservation;
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// The shared Redis, or `None` (said out loud) when it is not configured.
 pub fn redis_url() -> Option<String> {
-    let url = std::env::var("SECKILL_TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
+    let url = std::env::var(REDIS_URL).ok().filter(|u| !u.is_empty());
     if url.is_none() {
-        println!("SKIPPED: SECKILL_TEST_REDIS_URL not set");
+        let _ = writeln!(std::io::stderr(), "SKIPPED: {REDIS_URL} not set");
     }
     url
 }
@@ -90,7 +92,7 @@ impl PrivateRedis {
     /// (said out loud) when redis-server is not installed.
     pub async fn start(args: &[&str]) -> Option<Self> {
         if !Path::new(Self::BINARY).exists() {
-            println!("SKIPPED: {} not found", Self::BINARY);
+            let _ = writeln!(std::io::stderr(), "SKIPPED: {} not found", Self::BINARY);
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -168,5 +170,78 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+pub const POSTGRES_URL: &str = "SECKILL_TEST_DATABASE_URL_POSTGRES";
+pub const MYSQL_URL: &str = "SECKILL_TEST_DATABASE_URL_MYSQL";
+pub const REDIS_URL: &str = "SECKILL_TEST_REDIS_URL";
+
+/// Says so on the terminal even when the test's output is captured.
+pub fn skipped(test: &str, var: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test} on {var}: {var} not set");
+}
+
+/// The URLs of the databases to test against, each with its variable.
+pub fn database_urls(test: &str) -> Vec<(&'static str, String)> {
+    [POSTGRES_URL, MYSQL_URL]
+        .into_iter()
+        .filter_map(|var| match std::env::var(var) {
+            Ok(url) => Some((var, url)),
+            Err(_) => {
+                skipped(test, var);
+                None
+            }
+        })
+        .collect()
+}
+
+/// A store on each configured database.
+pub async fn databases(test: &str) -> Vec<SqlOrders> {
+    let mut stores = Vec::new();
+    for (var, url) in database_urls(test) {
+        let store = SqlOrders::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{var}={url}: {e}"));
+        stores.push(store);
+    }
+    stores
+}
+
+pub fn redis() -> Option<redis::Client> {
+    redis_url().map(|url| redis::Client::open(url).expect(REDIS_URL))
+}
+
+/// A connection that waits for large replies (the default gives up after
+/// 500 ms, which a debug build on a busy machine can exceed).
+pub async fn connection(client: &redis::Client) -> redis::aio::MultiplexedConnection {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(10)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect(REDIS_URL)
+}
+
+pub fn now() -> i64 {
+    Timestamp::now().as_millis()
+}
+
+/// A new sale of its own, recorded in `store`.
+pub async fn new_sale(store: &SqlOrders) -> SaleId {
+    let sale = sale(1_000_000, 10);
+    store.create_sale(&sale).await.expect("create sale");
+    sale.id
+}
+
+pub fn reservation(sale: &SaleId, user: &str, expires_at_ms: i64) -> Reservation {
+    Reservation {
+        order_id: OrderId::generate(),
+        sale_id: sale.clone(),
+        user_id: UserId::from(user),
+        quantity: 1,
+        idempotency_key: None,
+        created_at: Timestamp::from_millis(now()),
+        expires_at: Timestamp::from_millis(expires_at_ms),
     }
 }

@@ -1,0 +1,349 @@
+//! The cluster's order store: PostgreSQL or MySQL/MariaDB through sqlx's
+//! `Any` driver, so that one implementation serves both (the few words that
+//! differ live in [`Dialect`]).
+//!
+//! Rows come from the stream consumers ([`SqlOrders::insert_reservations`],
+//! idempotent by order id, so a redelivered entry never makes a second
+//! order). Every later change of an order is one compare-and-set UPDATE on
+//! its status and deadline, with the outcomes of the embedded store: pay,
+//! cancel and expiry of one order can never both win, whichever node runs
+//! them.
+
+mod dialect;
+mod rows;
+
+pub use dialect::Dialect;
+
+use rows::{ORDER_COLUMNS, bigint};
+use seckill_core::{Order, OrderId, OrderStatus, Sale, SaleId, Timestamp, UserId};
+use seckill_store::{CancelOutcome, PayOutcome, ReleasedUnits, Reservation, UnitsByStatus};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use std::time::Duration;
+
+/// Connections per node. Writes are batched, so a few suffice.
+const POOL_SIZE: u32 = 16;
+/// How long a query waits for a connection before it fails (and the
+/// consumer backs off): an unreachable database shows within this.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Most rows in one INSERT: 7 parameters a row stay under the 65,535
+/// parameters both databases take in one statement.
+const MAX_ROWS_PER_INSERT: usize = 8192;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrdersError {
+    #[error("unsupported database URL (use postgres://… or mysql://…)")]
+    UnsupportedUrl,
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("out of range for the database: {0}")]
+    OutOfRange(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl OrdersError {
+    /// Whether the database could not be reached at all (connection, pool,
+    /// TLS), as opposed to refusing this statement: retrying the same data
+    /// later may succeed, and the data is not to blame.
+    pub fn is_unreachable(&self) -> bool {
+        use sqlx::Error::*;
+        matches!(
+            self,
+            Self::Database(
+                Io(_) | Tls(_) | Protocol(_) | PoolTimedOut | PoolClosed | WorkerCrashed
+            )
+        )
+    }
+}
+
+pub type OrdersResult<T> = Result<T, OrdersError>;
+
+/// An order the expiry sweeper took: its units go back to the stock
+/// authority, keyed by order id so that the release happens once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredOrder {
+    pub order_id: OrderId,
+    pub released: ReleasedUnits,
+}
+
+/// Sales and orders in PostgreSQL or MySQL/MariaDB. Cheap to clone (a pool).
+#[derive(Clone)]
+pub struct SqlOrders {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl SqlOrders {
+    /// Connects to `postgres://…` or `mysql://…` and applies the schema
+    /// migrations (under the database's migration lock, so nodes may start
+    /// together).
+    pub async fn connect(url: &str) -> OrdersResult<Self> {
+        let dialect = Dialect::of_url(url).ok_or(OrdersError::UnsupportedUrl)?;
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await?;
+        let mut connection = pool.acquire().await?;
+        let lock = dialect.migration_lock();
+        if let Some([take, _]) = lock {
+            sqlx::query(take).execute(&mut *connection).await?;
+        }
+        let migrated = dialect.migrations().run(&mut *connection).await;
+        if let Some([_, release]) = lock {
+            sqlx::query(release).execute(&mut *connection).await?;
+        }
+        migrated?;
+        Ok(Self { pool, dialect })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Records a sale; creating the same sale again changes nothing.
+    pub async fn create_sale(&self, sale: &Sale) -> OrdersResult<()> {
+        let sql = format!(
+            "INSERT INTO sales (id, name, stock, price_cents, starts_at, ends_at, \
+             per_user_limit, payment_timeout_secs, require_purchase_token, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) {}",
+            self.dialect.skip_duplicates()
+        );
+        sqlx::query(self.dialect.sql(&sql))
+            .bind(sale.id.as_str())
+            .bind(sale.name.as_str())
+            .bind(bigint(sale.stock, "stock")?)
+            .bind(bigint(sale.price_cents, "price_cents")?)
+            .bind(sale.starts_at.as_millis())
+            .bind(sale.ends_at.map(Timestamp::as_millis))
+            .bind(bigint(sale.per_user_limit, "per_user_limit")?)
+            .bind(bigint(sale.payment_timeout_secs, "payment_timeout_secs")?)
+            .bind(sale.require_purchase_token)
+            .bind(sale.created_at.as_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Inserts reservations as `pending_payment` orders, one multi-row
+    /// INSERT per batch. Idempotent: a reservation whose order id (or
+    /// Idempotency-Key) already has a row is skipped, so a redelivered
+    /// stream entry never makes a second order. Not one transaction across
+    /// batches beyond 8,192 rows: a failure part way is retried whole, and
+    /// the rows that made it are skipped then.
+    pub async fn insert_reservations(&self, batch: &[Reservation]) -> OrdersResult<()> {
+        for chunk in batch.chunks(MAX_ROWS_PER_INSERT) {
+            let rows = vec!["(?, ?, ?, ?, 'pending_payment', ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO orders (id, sale_id, user_id, quantity, status, idempotency_key, \
+                 created_at, expires_at) VALUES {rows} {}",
+                self.dialect.skip_duplicates()
+            );
+            let sql = self.dialect.sql(&sql);
+            let mut insert = sqlx::query(sql);
+            for r in chunk {
+                insert = insert
+                    .bind(r.order_id.as_str())
+                    .bind(r.sale_id.as_str())
+                    .bind(r.user_id.as_str())
+                    .bind(bigint(r.quantity, "quantity")?)
+                    .bind(r.idempotency_key.as_deref())
+                    .bind(r.created_at.as_millis())
+                    .bind(r.expires_at.as_millis());
+            }
+            insert.execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn order(&self, id: &OrderId) -> OrdersResult<Option<Order>> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?");
+        sqlx::query(self.dialect.sql(&sql))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(rows::order)
+            .transpose()
+    }
+
+    /// The orders of `owner`, of one sale or of all, oldest first.
+    pub async fn orders_of(
+        &self,
+        owner: &UserId,
+        sale: Option<&SaleId>,
+    ) -> OrdersResult<Vec<Order>> {
+        let filter = if sale.is_some() {
+            " AND sale_id = ?"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ?{filter} ORDER BY created_at, id"
+        );
+        let sql = self.dialect.sql(&sql);
+        let mut query = sqlx::query(sql).bind(owner.as_str());
+        if let Some(sale) = sale {
+            query = query.bind(sale.as_str());
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(rows::order)
+            .collect()
+    }
+
+    /// pending_payment → paid, only before the deadline. Paying again with
+    /// the same `payment_ref` answers the paid order again.
+    pub async fn pay(
+        &self,
+        order: &OrderId,
+        owner: &UserId,
+        payment_ref: &str,
+        now: Timestamp,
+    ) -> OrdersResult<PayOutcome> {
+        let paid = sqlx::query(self.dialect.sql(
+            "UPDATE orders SET status = 'paid', paid_at = ?, payment_ref = ? \
+             WHERE id = ? AND user_id = ? AND status = 'pending_payment' AND expires_at > ?",
+        ))
+        .bind(now.as_millis())
+        .bind(payment_ref)
+        .bind(order.as_str())
+        .bind(owner.as_str())
+        .bind(now.as_millis())
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        // Read after the write: `paid` is final, so what is read is what
+        // this call (or an earlier one) made of the order.
+        let Some(current) = self.owned_order(order, owner).await? else {
+            return Ok(PayOutcome::NotFound);
+        };
+        Ok(match current.status {
+            OrderStatus::Paid if paid || current.payment_ref.as_deref() == Some(payment_ref) => {
+                PayOutcome::Paid(current)
+            }
+            OrderStatus::Paid | OrderStatus::Queued => PayOutcome::NotPayable,
+            // Still pending here means the deadline has passed.
+            OrderStatus::PendingPayment | OrderStatus::Expired => PayOutcome::Expired,
+            OrderStatus::Cancelled => PayOutcome::Cancelled,
+        })
+    }
+
+    /// pending_payment → cancelled, only before the deadline.
+    pub async fn cancel(
+        &self,
+        order: &OrderId,
+        owner: &UserId,
+        now: Timestamp,
+    ) -> OrdersResult<CancelOutcome> {
+        let cancelled = sqlx::query(self.dialect.sql(
+            "UPDATE orders SET status = 'cancelled' \
+             WHERE id = ? AND user_id = ? AND status = 'pending_payment' AND expires_at > ?",
+        ))
+        .bind(order.as_str())
+        .bind(owner.as_str())
+        .bind(now.as_millis())
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        Ok(match self.owned_order(order, owner).await? {
+            // `cancelled` is final: the row read is the one this call made.
+            Some(order) if cancelled => {
+                let released = ReleasedUnits {
+                    sale_id: order.sale_id.clone(),
+                    user_id: order.user_id.clone(),
+                    quantity: order.quantity,
+                };
+                CancelOutcome::Cancelled(order, released)
+            }
+            Some(_) => CancelOutcome::NotCancellable,
+            None => CancelOutcome::NotFound,
+        })
+    }
+
+    /// Expires up to `limit` unpaid orders past their deadline and returns
+    /// them, in one transaction. Rows another node is expiring (or paying)
+    /// right now are locked, and skipped rather than waited for, so every
+    /// node may sweep at once and each order is expired exactly once.
+    pub async fn claim_expired(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> OrdersResult<Vec<ExpiredOrder>> {
+        let mut tx = self.pool.begin().await?;
+        let due = sqlx::query(self.dialect.sql(
+            "SELECT id, sale_id, user_id, quantity FROM orders \
+             WHERE status = 'pending_payment' AND expires_at <= ? \
+             ORDER BY expires_at LIMIT ? FOR UPDATE SKIP LOCKED",
+        ))
+        .bind(now.as_millis())
+        .bind(bigint(limit as u64, "limit")?)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(rows::expired_order)
+        .collect::<OrdersResult<Vec<_>>>()?;
+        if !due.is_empty() {
+            let ids = vec!["?"; due.len()].join(", ");
+            let sql = format!(
+                "UPDATE orders SET status = 'expired' \
+                 WHERE status = 'pending_payment' AND id IN ({ids})"
+            );
+            let sql = self.dialect.sql(&sql);
+            let mut expire = sqlx::query(sql);
+            for order in &due {
+                expire = expire.bind(order.order_id.as_str());
+            }
+            expire.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(due)
+    }
+
+    /// Units per order status for one sale (the report). Reservations still
+    /// in the stream are not rows yet; the caller adds them as `queued`.
+    pub async fn units_by_status(&self, sale: &SaleId) -> OrdersResult<UnitsByStatus> {
+        let sql = format!(
+            "SELECT status, CAST(SUM(quantity) AS {}) AS units FROM orders \
+             WHERE sale_id = ? GROUP BY status",
+            self.dialect.bigint()
+        );
+        let mut units = UnitsByStatus::default();
+        for row in sqlx::query(self.dialect.sql(&sql))
+            .bind(sale.as_str())
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let (status, n) = rows::units(&row)?;
+            *match status {
+                OrderStatus::Queued => &mut units.queued,
+                OrderStatus::PendingPayment => &mut units.pending_payment,
+                OrderStatus::Paid => &mut units.paid,
+                OrderStatus::Expired => &mut units.expired,
+                OrderStatus::Cancelled => &mut units.cancelled,
+            } += n;
+        }
+        Ok(units)
+    }
+
+    /// The order if it exists and belongs to `owner`; others' orders stay unseen.
+    async fn owned_order(&self, order: &OrderId, owner: &UserId) -> OrdersResult<Option<Order>> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ? AND user_id = ?");
+        sqlx::query(self.dialect.sql(&sql))
+            .bind(order.as_str())
+            .bind(owner.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(rows::order)
+            .transpose()
+    }
+}

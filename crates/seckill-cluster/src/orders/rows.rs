@@ -1,0 +1,66 @@
+//! Mapping between rows and domain types. Times are BIGINT unix
+//! milliseconds; counts are BIGINT (they fit: see the sale bounds).
+
+use super::{ExpiredOrder, OrdersError};
+use seckill_core::{Order, OrderStatus, Timestamp};
+use seckill_store::ReleasedUnits;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+pub const ORDER_COLUMNS: &str =
+    "id, sale_id, user_id, quantity, status, created_at, expires_at, paid_at, payment_ref";
+
+/// A count for a BIGINT column.
+pub fn bigint(n: u64, what: &str) -> Result<i64, OrdersError> {
+    i64::try_from(n).map_err(|_| OrdersError::OutOfRange(format!("{what} {n}")))
+}
+
+fn count(row: &AnyRow, column: &str) -> Result<u64, OrdersError> {
+    let n: i64 = row.try_get(column)?;
+    u64::try_from(n).map_err(|_| OrdersError::Corrupt(format!("negative {column} {n}")))
+}
+
+fn text(row: &AnyRow, column: &str) -> Result<String, OrdersError> {
+    Ok(row.try_get(column)?)
+}
+
+pub fn status(row: &AnyRow) -> Result<OrderStatus, OrdersError> {
+    let status = text(row, "status")?;
+    OrderStatus::parse(&status)
+        .ok_or_else(|| OrdersError::Corrupt(format!("unknown order status {status:?}")))
+}
+
+/// A row of `ORDER_COLUMNS`.
+pub fn order(row: &AnyRow) -> Result<Order, OrdersError> {
+    Ok(Order {
+        id: text(row, "id")?.into(),
+        sale_id: text(row, "sale_id")?.into(),
+        user_id: text(row, "user_id")?.into(),
+        quantity: count(row, "quantity")?,
+        status: status(row)?,
+        queue_position: None,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
+        paid_at: row
+            .try_get::<Option<i64>, _>("paid_at")?
+            .map(Timestamp::from_millis),
+        payment_ref: row.try_get("payment_ref")?,
+    })
+}
+
+/// A row of `id, sale_id, user_id, quantity`.
+pub fn expired_order(row: &AnyRow) -> Result<ExpiredOrder, OrdersError> {
+    Ok(ExpiredOrder {
+        order_id: text(row, "id")?.into(),
+        released: ReleasedUnits {
+            sale_id: text(row, "sale_id")?.into(),
+            user_id: text(row, "user_id")?.into(),
+            quantity: count(row, "quantity")?,
+        },
+    })
+}
+
+/// A row of `status, units`.
+pub fn units(row: &AnyRow) -> Result<(OrderStatus, u64), OrdersError> {
+    Ok((status(row)?, count(row, "units")?))
+}
