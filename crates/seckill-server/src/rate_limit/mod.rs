@@ -38,7 +38,8 @@ use tokio::task::JoinHandle;
 
 /// How often idle keys are evicted.
 pub const EVICT_EVERY: Duration = Duration::from_secs(1);
-/// Keys one scope may hold at once: about 40 MB with a full table.
+/// Keys one scope may hold at once: a full table took 35 MiB (see
+/// `tests/rate_limit_memory.rs`).
 pub const MAX_KEYS: usize = 1_000_000;
 
 pub const DEFAULT_USER_RATE: u32 = 10;
