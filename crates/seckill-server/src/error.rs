@@ -78,6 +78,12 @@ pub const fn status_of(code: ErrorCode) -> StatusCode {
     }
 }
 
+/// Whether an answer with this code carries `Retry-After`: the client
+/// should come back, not give up.
+pub const fn sends_retry_after(code: ErrorCode) -> bool {
+    matches!(code, ErrorCode::RateLimited | ErrorCode::Unavailable)
+}
+
 impl From<FieldError> for ApiError {
     fn from(error: FieldError) -> Self {
         Self::bad_request(error.to_string())
@@ -111,7 +117,7 @@ pub fn error_response(code: ErrorCode, body: Bytes) -> Response {
         body,
     )
         .into_response();
-    if matches!(code, ErrorCode::RateLimited | ErrorCode::Unavailable) {
+    if sends_retry_after(code) {
         response.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from_static(RETRY_AFTER_SECS),

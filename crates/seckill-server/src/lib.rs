@@ -9,6 +9,7 @@ pub mod expiry;
 mod http1;
 pub mod market;
 pub mod metrics;
+pub mod openapi;
 pub mod purchase_token;
 pub mod route;
 pub mod routes;

@@ -8,18 +8,24 @@ use crate::error::{ApiError, ApiResult};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use seckill_core::ErrorCode;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
+use utoipa::ToSchema;
 
+#[utoipa::path(get, path = "/healthz",
+    responses((status = 200, body = String, content_type = "text/plain", description = "Running.")))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// 200 once the engine serves (stock is rebuilt before the socket opens),
 /// 503 while draining at shutdown so balancers stop sending new work.
+#[utoipa::path(get, path = "/readyz",
+    responses((status = 200, body = String, content_type = "text/plain", description = "Ready."),
+        crate::openapi::ReadyzErrors))]
 pub async fn readyz(State(app): State<App>) -> Response {
     if app.draining.load(Ordering::Acquire) {
         ApiError::unavailable("draining").into_response()
@@ -28,6 +34,8 @@ pub async fn readyz(State(app): State<App>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", responses((status = 200, body = String,
+    content_type = "text/plain", description = "Prometheus text format.")))]
 pub async fn metrics(State(app): State<App>) -> Response {
     for sale in app.market.all() {
         let id = sale.sale.id.to_string();
@@ -45,34 +53,56 @@ pub async fn metrics(State(app): State<App>) -> Response {
         .into_response()
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DegradeLevel {
     level: Level,
 }
 
-/// `GET` reads the degrade level; `POST {"level": …}` switches it.
-pub async fn degrade(
+/// Reads the degrade level.
+#[utoipa::path(get, path = "/api/v1/admin/degrade", security(("admin_token" = [])),
+    responses((status = 200, body = DegradeLevel, description = "The current level."),
+        crate::openapi::DegradeErrors))]
+pub async fn degrade_level(
     State(app): State<App>,
-    method: Method,
     headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
+) -> ApiResult<Json<DegradeLevel>> {
     app.auth.admin(&headers)?;
-    if method == Method::POST {
-        let DegradeLevel { level } = json_body(body)
-            .await?
-            .ok_or_else(|| ApiError::bad_request("body: {\"level\": …} is required"))?;
-        app.degrade.set(level);
-    }
     Ok(Json(DegradeLevel {
         level: app.degrade.level(),
-    })
-    .into_response())
+    }))
 }
 
-pub async fn openapi() -> ApiError {
-    ApiError::not_implemented("the OpenAPI document")
+/// Switches the degrade level.
+#[utoipa::path(post, path = "/api/v1/admin/degrade", security(("admin_token" = [])),
+    request_body = DegradeLevel,
+    responses((status = 200, body = DegradeLevel, description = "The new level."),
+        crate::openapi::SetDegradeErrors))]
+pub async fn set_degrade_level(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<DegradeLevel>> {
+    app.auth.admin(&headers)?;
+    let DegradeLevel { level } = json_body(body)
+        .await?
+        .ok_or_else(|| ApiError::bad_request("body: {\"level\": …} is required"))?;
+    app.degrade.set(level);
+    Ok(Json(DegradeLevel { level }))
+}
+
+/// This document, generated from the code (`crate::openapi`).
+#[utoipa::path(get, path = "/api/v1/openapi.json",
+    responses((status = 200, body = Object, description = "The OpenAPI document of this API.")))]
+pub async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        crate::openapi::document(),
+    )
+        .into_response()
 }
 
 pub async fn unknown_route() -> ApiError {
