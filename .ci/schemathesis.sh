@@ -11,9 +11,14 @@ MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-50}
 VENV=target/schemathesis-venv
 
 if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then
-  # Not 3.11.7 or 3.12.1 if avoidable: their `ast` trips Hypothesis with
-  # "AST constructor recursion depth mismatch".
-  python=${SCHEMATHESIS_PYTHON:-python3}
+  # A newer Python than the default where pyenv has one: Hypothesis can
+  # trip over CPython gh-106905 ("AST constructor recursion depth
+  # mismatch") in older ones.
+  python=python3
+  if command -v pyenv >/dev/null 2>&1; then
+    newer=$(ls -d "$(pyenv root)"/versions/3.1[3-9]*/bin/python3 2>/dev/null | tail -n 1)
+    python=${newer:-python3}
+  fi
   rm -rf "$VENV"
   "$python" -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
@@ -65,10 +70,13 @@ export SCHEMATHESIS_ADMIN_TOKEN="$SECKILL_ADMIN_TOKEN"
 
 seed=${SCHEMATHESIS_SEED:-$RANDOM}
 echo "schemathesis $SCHEMATHESIS_VERSION against $base, seed $seed"
+config=$PWD/.ci/schemathesis.toml
+schemathesis="$PWD/$VENV/bin/schemathesis"
 schemathesis() {
-  "$VENV/bin/schemathesis" --config-file .ci/schemathesis.toml --no-color run \
+  # From the temporary dir, where its caches and Hypothesis' database go.
+  (cd "$work" && "$schemathesis" --config-file "$config" --no-color run \
     "$base/api/v1/openapi.json" --max-examples "$MAX_EXAMPLES" --seed "$seed" \
-    --workers 2 --request-timeout 10 "$@"
+    --workers 2 --request-timeout 10 "$@")
 }
 # Switching the degrade level refuses other routes with 503 on purpose, so
 # it runs apart, after everything else.
