@@ -228,6 +228,22 @@ mod tests {
         assert_eq!(sale.stock_state(NOW.plus_secs(10), 0), StockState::Ended);
     }
 
+    /// The schema's bounds are literals (the derive takes no constants):
+    /// they must say what `validate` checks.
+    #[test]
+    fn the_documented_bounds_are_the_checked_ones() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(NewSale::schema()).unwrap();
+        let field = |name: &str, bound: &str| schema["properties"][name][bound].as_u64();
+        assert_eq!(field("name", "maxLength"), Some(MAX_NAME_CHARS as u64));
+        assert_eq!(field("stock", "maximum"), Some(MAX_STOCK));
+        assert_eq!(field("per_user_limit", "maximum"), Some(MAX_STOCK));
+        assert_eq!(
+            field("payment_timeout_secs", "maximum"),
+            Some(MAX_PAYMENT_TIMEOUT_SECS)
+        );
+    }
+
     #[test]
     fn quantity_is_bounded_by_the_per_user_limit() {
         let sale = new_sale(r#"{"name":"x","stock":5,"price_cents":1,"per_user_limit":2}"#)

@@ -208,3 +208,31 @@ pub struct OrderPath {
     /// An order's id.
     pub order_id: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// Length bounds in annotations are literals: they must be the checked ones.
+    #[test]
+    fn the_documented_lengths_are_the_checked_ones() {
+        let doc: Value = serde_json::from_slice(&document()).unwrap();
+        let pay_ref = &doc["components"]["schemas"]["PayBody"]["properties"]["payment_ref"];
+        assert_eq!(
+            pay_ref["maxLength"].as_u64(),
+            Some(orders::MAX_PAYMENT_REF_LEN as u64)
+        );
+        let purchase = &doc["paths"]["/api/v1/sales/{sale_id}/purchase"]["post"];
+        let key = purchase["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|parameter| parameter["name"] == "Idempotency-Key")
+            .unwrap();
+        assert_eq!(
+            key["schema"]["maxLength"].as_u64(),
+            Some(purchase::MAX_IDEMPOTENCY_KEY_LEN as u64)
+        );
+    }
+}

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use utoipa::ToSchema;
 
-#[utoipa::path(get, path = "/healthz",
-    responses((status = 200, body = String, content_type = "text/plain", description = "Running.")))]
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = String,
+    content_type = "text/plain", description = "Running.")))]
 pub async fn healthz() -> &'static str {
     "ok"
 }

@@ -14,10 +14,10 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 /// Longest accepted `payment_ref`.
-const MAX_PAYMENT_REF_LEN: usize = 200;
+pub(crate) const MAX_PAYMENT_REF_LEN: usize = 200;
 
-#[utoipa::path(get, path = "/api/v1/orders/{order_id}", operation_id = "get_order", params(OrderPath),
-    security(("user_jwt" = [])), responses((status = 200, body = Order,
+#[utoipa::path(get, path = "/api/v1/orders/{order_id}", operation_id = "get_order",
+    params(OrderPath), security(("user_jwt" = [])), responses((status = 200, body = Order,
         description = "The order; another user's is `not_found`."), openapi::OrderErrors))]
 pub async fn get(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> ApiResult<Json<Order>> {
     let user = app.auth.user(&headers)?;
@@ -35,7 +35,8 @@ pub struct ListQuery {
     sale_id: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/orders", operation_id = "list_orders", params(ListQuery), security(("user_jwt" = [])),
+#[utoipa::path(get, path = "/api/v1/orders", operation_id = "list_orders",
+    params(ListQuery), security(("user_jwt" = [])),
     responses((status = 200, body = Vec<Order>, description = "The caller's orders."),
         openapi::ListOrdersErrors))]
 pub async fn list(
@@ -58,9 +59,10 @@ pub struct PayBody {
     payment_ref: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{order_id}/pay", operation_id = "pay", params(OrderPath),
-    security(("user_jwt" = [])), request_body = PayBody,
-    responses((status = 200, body = Order, description = "The order, `paid`."), openapi::PayErrors))]
+#[utoipa::path(post, path = "/api/v1/orders/{order_id}/pay", operation_id = "pay",
+    params(OrderPath), security(("user_jwt" = [])), request_body = PayBody,
+    responses((status = 200, body = Order, description = "The order, `paid`."),
+        openapi::PayErrors))]
 pub async fn pay(
     State(app): State<App>,
     Id(id): Id,
@@ -102,9 +104,10 @@ pub async fn pay(
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{order_id}/cancel", operation_id = "cancel", params(OrderPath),
-    security(("user_jwt" = [])), responses((status = 200, body = Order,
-        description = "The order, `cancelled`; its units are back on sale."), openapi::CancelErrors))]
+#[utoipa::path(post, path = "/api/v1/orders/{order_id}/cancel", operation_id = "cancel",
+    params(OrderPath), security(("user_jwt" = [])), responses((status = 200, body = Order,
+        description = "The order, `cancelled`; its units are back on sale."),
+        openapi::CancelErrors))]
 pub async fn cancel(
     State(app): State<App>,
     Id(id): Id,

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 const PURCHASE_TOKEN_HEADER: &str = "x-purchase-token";
 
 /// Longest accepted Idempotency-Key.
-const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
+pub(crate) const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -84,7 +84,8 @@ pub fn plain_purchase_sale_id<B>(request: &Request<B>) -> Option<&str> {
 }
 
 /// The route handler: ids that needed percent-decoding come this way.
-#[utoipa::path(post, path = "/api/v1/sales/{sale_id}/purchase", operation_id = "purchase", security(("user_jwt" = [])),
+#[utoipa::path(post, path = "/api/v1/sales/{sale_id}/purchase", operation_id = "purchase",
+    security(("user_jwt" = [])),
     params(SalePath,
         ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 200,
             description = "Retries with the same key and user get the first answer."),
@@ -93,9 +94,13 @@ pub fn plain_purchase_sale_id<B>(request: &Request<B>) -> Option<&str> {
     request_body(content = Option<PurchaseBody>, description = "May be empty: one unit."),
     responses((status = 202, body = Receipt, description = "Reserved durably.",
         headers(("Location" = String, description = "`/api/v1/orders/{order_id}`")),
-        links(("get_order" = (operation_id = "get_order", parameters(("order_id" = "$response.body#/order_id")))),
-            ("pay" = (operation_id = "pay", parameters(("order_id" = "$response.body#/order_id")))),
-            ("cancel" = (operation_id = "cancel", parameters(("order_id" = "$response.body#/order_id")))))),
+        links(
+            ("get_order" = (operation_id = "get_order",
+                parameters(("order_id" = "$response.body#/order_id")))),
+            ("pay" = (operation_id = "pay",
+                parameters(("order_id" = "$response.body#/order_id")))),
+            ("cancel" = (operation_id = "cancel",
+                parameters(("order_id" = "$response.body#/order_id")))))),
         openapi::PurchaseErrors))]
 pub async fn purchase(
     State(app): State<App>,

@@ -21,10 +21,12 @@ const SALE_CACHE_CONTROL: &str = "public, max-age=60";
 /// The stock answer may lag by up to a second (API.md).
 const STOCK_CACHE_CONTROL: &str = "public, max-age=1";
 
-#[utoipa::path(post, path = "/api/v1/sales", operation_id = "create_sale", security(("admin_token" = [])), request_body = NewSale,
+#[utoipa::path(post, path = "/api/v1/sales", operation_id = "create_sale",
+    security(("admin_token" = [])), request_body = NewSale,
     responses((status = 201, body = seckill_core::Sale, description = "The sale.",
         headers(("Location" = String, description = "`/api/v1/sales/{id}`")),
-        links(("purchase" = (operation_id = "purchase", parameters(("sale_id" = "$response.body#/id")))))),
+        links(("purchase" = (operation_id = "purchase",
+            parameters(("sale_id" = "$response.body#/id")))))),
         openapi::CreateSaleErrors))]
 pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     app.auth.admin(&headers)?;
@@ -57,7 +59,8 @@ pub async fn list(State(app): State<App>) -> Json<Vec<seckill_core::Sale>> {
 }
 
 #[utoipa::path(get, path = "/api/v1/sales/{sale_id}", operation_id = "get_sale",
-    params(SalePath, ("If-None-Match" = Option<String>, Header, nullable = false, description = "An ETag seen before.")),
+    params(SalePath, ("If-None-Match" = Option<String>, Header, nullable = false,
+        description = "An ETag seen before.")),
     responses(
         (status = 200, body = seckill_core::Sale, description = "The sale.", headers(
             ("ETag" = String), ("Cache-Control" = String))),
@@ -97,8 +100,8 @@ pub struct StockView {
     state: StockState,
 }
 
-#[utoipa::path(get, path = "/api/v1/sales/{sale_id}/stock", operation_id = "stock", params(SalePath),
-    responses((status = 200, body = StockView, description = "The live stock.",
+#[utoipa::path(get, path = "/api/v1/sales/{sale_id}/stock", operation_id = "stock",
+    params(SalePath), responses((status = 200, body = StockView, description = "The live stock.",
         headers(("Cache-Control" = String))), openapi::SaleErrors))]
 pub async fn stock(State(app): State<App>, Id(id): Id) -> ApiResult<Response> {
     let sale = find(&app, &id)?;
@@ -133,7 +136,8 @@ pub struct Report {
     cancelled: u64,
 }
 
-#[utoipa::path(get, path = "/api/v1/sales/{sale_id}/report", operation_id = "report", params(SalePath), security(("admin_token" = [])),
+#[utoipa::path(get, path = "/api/v1/sales/{sale_id}/report", operation_id = "report",
+    params(SalePath), security(("admin_token" = [])),
     responses((status = 200, body = Report, description = "Units per order status."),
         openapi::ReportErrors))]
 pub async fn report(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> ApiResult<Response> {
@@ -161,8 +165,9 @@ pub struct PurchaseToken {
 
 /// Issues a purchase token, only while the sale is open: a token cannot be
 /// had before the start, so a script cannot hold one in advance.
-#[utoipa::path(post, path = "/api/v1/sales/{sale_id}/purchase-token", operation_id = "purchase_token", params(SalePath),
-    security(("user_jwt" = [])), responses((status = 200, body = PurchaseToken,
+#[utoipa::path(post, path = "/api/v1/sales/{sale_id}/purchase-token",
+    operation_id = "purchase_token", params(SalePath), security(("user_jwt" = [])),
+    responses((status = 200, body = PurchaseToken,
         description = "A token for `X-Purchase-Token`, bound to the caller and the sale."),
         openapi::PurchaseTokenErrors))]
 pub async fn purchase_token(
