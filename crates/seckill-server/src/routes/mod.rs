@@ -1,6 +1,6 @@
 //! The HTTP surface of API.md, route by route.
 
-mod extract;
+pub mod extract;
 pub(crate) mod ops;
 pub(crate) mod orders;
 pub mod purchase;
