@@ -309,9 +309,11 @@ async fn read_chunked<R: AsyncRead + Unpin>(stream: &mut R, input: &mut BytesMut
             while !read_line(stream, input).await?.is_empty() {}
             return Ok(body.freeze());
         }
-        fill(stream, input, size + 2).await?;
+        // The chunk and its CRLF; a size near usize::MAX is the server's lie.
+        let with_crlf = size.checked_add(2).context("a chunk size past usize")?;
+        fill(stream, input, with_crlf).await?;
         body.extend_from_slice(&input[..size]);
-        input.advance(size + 2);
+        input.advance(with_crlf);
     }
 }
 
@@ -377,6 +379,18 @@ mod tests {
         assert!(received.starts_with("POST /buy HTTP/1.1\r\nHost: 127.0.0.1:"));
         assert!(received.contains("Authorization: Bearer t\r\n"));
         assert!(received.contains("Content-Length: 2\r\n\r\n{}GET /x HTTP/1.1\r\n"));
+    }
+
+    /// The size plus its CRLF used to overflow (a panic); the `http_answer`
+    /// fuzz target replays this input.
+    #[tokio::test]
+    async fn a_chunk_size_at_usize_max_is_refused() {
+        let mut stream =
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n"[..];
+        let error = read_answer(&mut stream, &mut BytesMut::new())
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("chunk size"), "{error:#}");
     }
 
     #[tokio::test]
