@@ -43,13 +43,6 @@ impl ApiError {
         Self::new(ErrorCode::Unavailable, message)
     }
 
-    pub fn not_implemented(what: &'static str) -> Self {
-        Self::new(
-            ErrorCode::NotImplemented,
-            format!("{what} is not implemented yet"),
-        )
-    }
-
     pub fn status(&self) -> StatusCode {
         status_of(self.code)
     }
