@@ -12,7 +12,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::Uri;
 use std::io::Write;
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Where the requests go: the address to connect to and the `Host` header.
@@ -149,31 +149,7 @@ impl Connection {
             }
         };
         stream.write_all(&self.out).await?;
-        let head = read_head(stream, &mut self.input).await?;
-        let body = match head.framing {
-            Framing::Length(length) => {
-                fill(stream, &mut self.input, length).await?;
-                self.input.split_to(length).freeze()
-            }
-            Framing::Chunked => read_chunked(stream, &mut self.input).await?,
-            Framing::UntilClose => {
-                while stream.read_buf(&mut self.input).await? > 0 {}
-                return Ok((
-                    Answer {
-                        status: head.status,
-                        body: self.input.split().freeze(),
-                    },
-                    false,
-                ));
-            }
-        };
-        Ok((
-            Answer {
-                status: head.status,
-                body,
-            },
-            head.keep_alive,
-        ))
+        read_answer(stream, &mut self.input).await
     }
 
     fn encode(&mut self, request: &Request<'_>) {
@@ -204,6 +180,42 @@ impl Connection {
     }
 }
 
+/// Reads one whole answer from `stream`, `input` holding what was read
+/// before and keeping what is read past it; also whether the connection
+/// can carry another request. Every byte comes from the server, so nothing
+/// here may trust it.
+pub async fn read_answer<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    input: &mut BytesMut,
+) -> Result<(Answer, bool)> {
+    let head = read_head(stream, input).await?;
+    let body = match head.framing {
+        Framing::Length(length) => {
+            fill(stream, input, length).await?;
+            input.split_to(length).freeze()
+        }
+        Framing::Chunked => read_chunked(stream, input).await?,
+        Framing::UntilClose => {
+            while stream.read_buf(input).await? > 0 {}
+            let body = input.split().freeze();
+            return Ok((
+                Answer {
+                    status: head.status,
+                    body,
+                },
+                false,
+            ));
+        }
+    };
+    Ok((
+        Answer {
+            status: head.status,
+            body,
+        },
+        head.keep_alive,
+    ))
+}
+
 enum Framing {
     Length(usize),
     Chunked,
@@ -218,7 +230,7 @@ struct Head {
 
 /// Reads until a whole response head is buffered, parses it and removes it
 /// from `input`.
-async fn read_head(stream: &mut TcpStream, input: &mut BytesMut) -> Result<Head> {
+async fn read_head<R: AsyncRead + Unpin>(stream: &mut R, input: &mut BytesMut) -> Result<Head> {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut headers);
@@ -265,7 +277,7 @@ fn contains_token(value: &[u8], token: &[u8]) -> bool {
 }
 
 /// Reads once more into `input`; the peer closing is an error here.
-async fn read_more(stream: &mut TcpStream, input: &mut BytesMut) -> Result<()> {
+async fn read_more<R: AsyncRead + Unpin>(stream: &mut R, input: &mut BytesMut) -> Result<()> {
     input.reserve(READ_CHUNK);
     if stream.read_buf(input).await? == 0 {
         bail!("the server closed the connection mid-answer");
@@ -274,7 +286,11 @@ async fn read_more(stream: &mut TcpStream, input: &mut BytesMut) -> Result<()> {
 }
 
 /// Reads until `input` holds at least `length` bytes.
-async fn fill(stream: &mut TcpStream, input: &mut BytesMut, length: usize) -> Result<()> {
+async fn fill<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    input: &mut BytesMut,
+    length: usize,
+) -> Result<()> {
     while input.len() < length {
         read_more(stream, input).await?;
     }
@@ -282,7 +298,7 @@ async fn fill(stream: &mut TcpStream, input: &mut BytesMut, length: usize) -> Re
 }
 
 /// A chunked body, decoded; trailers are skipped.
-async fn read_chunked(stream: &mut TcpStream, input: &mut BytesMut) -> Result<Bytes> {
+async fn read_chunked<R: AsyncRead + Unpin>(stream: &mut R, input: &mut BytesMut) -> Result<Bytes> {
     let mut body = BytesMut::new();
     loop {
         let line = read_line(stream, input).await?;
@@ -293,14 +309,16 @@ async fn read_chunked(stream: &mut TcpStream, input: &mut BytesMut) -> Result<By
             while !read_line(stream, input).await?.is_empty() {}
             return Ok(body.freeze());
         }
-        fill(stream, input, size + 2).await?;
+        // The chunk and its CRLF; a size near usize::MAX is the server's lie.
+        let with_crlf = size.checked_add(2).context("a chunk size past usize")?;
+        fill(stream, input, with_crlf).await?;
         body.extend_from_slice(&input[..size]);
-        input.advance(size + 2);
+        input.advance(with_crlf);
     }
 }
 
 /// One CRLF-terminated line, without its CRLF.
-async fn read_line(stream: &mut TcpStream, input: &mut BytesMut) -> Result<Bytes> {
+async fn read_line<R: AsyncRead + Unpin>(stream: &mut R, input: &mut BytesMut) -> Result<Bytes> {
     loop {
         if let Some(end) = input.windows(2).position(|w| w == b"\r\n") {
             let line = input.split_to(end).freeze();
@@ -361,6 +379,18 @@ mod tests {
         assert!(received.starts_with("POST /buy HTTP/1.1\r\nHost: 127.0.0.1:"));
         assert!(received.contains("Authorization: Bearer t\r\n"));
         assert!(received.contains("Content-Length: 2\r\n\r\n{}GET /x HTTP/1.1\r\n"));
+    }
+
+    /// The size plus its CRLF used to overflow (a panic); the `http_answer`
+    /// fuzz target replays this input.
+    #[tokio::test]
+    async fn a_chunk_size_at_usize_max_is_refused() {
+        let mut stream =
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n"[..];
+        let error = read_answer(&mut stream, &mut BytesMut::new())
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("chunk size"), "{error:#}");
     }
 
     #[tokio::test]

@@ -12,8 +12,9 @@
 use crate::ids::{OrderId, SaleId, UserId};
 use crate::time::Timestamp;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Queued,
@@ -54,7 +55,7 @@ impl OrderStatus {
 }
 
 /// An order as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Order {
     #[serde(rename = "order_id")]
     pub id: OrderId,
@@ -62,6 +63,7 @@ pub struct Order {
     pub user_id: UserId,
     pub quantity: u64,
     pub status: OrderStatus,
+    /// Present only while `queued` (0 = next).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u64>,
     pub created_at: Timestamp,

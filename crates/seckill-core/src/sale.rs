@@ -5,6 +5,7 @@ use crate::error::FieldError;
 use crate::ids::SaleId;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Upper bounds that keep every number inside what the stores hold (signed
 /// 64-bit integers) and inside what a sale can sensibly mean.
@@ -15,10 +16,16 @@ pub const MAX_NAME_CHARS: usize = 200;
 
 /// The body of `POST /api/v1/sales`, as the client sent it. Unknown fields
 /// are refused so a typo never silently becomes a default.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSale {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        example = "G1234 Beijing-Shanghai 2nd class"
+    )]
     pub name: String,
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub stock: u64,
     pub price_cents: u64,
     #[serde(default)]
@@ -26,8 +33,10 @@ pub struct NewSale {
     #[serde(default)]
     pub ends_at: Option<Timestamp>,
     #[serde(default = "default_per_user_limit")]
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub per_user_limit: u64,
     #[serde(default = "default_payment_timeout_secs")]
+    #[schema(minimum = 1, maximum = 31_622_400)]
     pub payment_timeout_secs: u64,
     #[serde(default)]
     pub require_purchase_token: bool,
@@ -43,7 +52,7 @@ fn default_payment_timeout_secs() -> u64 {
 
 /// A validated sale. Immutable once created: only its stock moves, and that
 /// lives elsewhere ([`crate::Stock`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Sale {
     pub id: SaleId,
     pub name: String,
@@ -66,7 +75,7 @@ pub enum SalePhase {
 }
 
 /// The `state` of `GET /api/v1/sales/{id}/stock`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StockState {
     Upcoming,
@@ -217,6 +226,22 @@ mod tests {
         assert_eq!(sale.stock_state(NOW, 5), StockState::Open);
         assert_eq!(sale.stock_state(NOW, 0), StockState::SoldOut);
         assert_eq!(sale.stock_state(NOW.plus_secs(10), 0), StockState::Ended);
+    }
+
+    /// The schema's bounds are literals (the derive takes no constants):
+    /// they must say what `validate` checks.
+    #[test]
+    fn the_documented_bounds_are_the_checked_ones() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(NewSale::schema()).unwrap();
+        let field = |name: &str, bound: &str| schema["properties"][name][bound].as_u64();
+        assert_eq!(field("name", "maxLength"), Some(MAX_NAME_CHARS as u64));
+        assert_eq!(field("stock", "maximum"), Some(MAX_STOCK));
+        assert_eq!(field("per_user_limit", "maximum"), Some(MAX_STOCK));
+        assert_eq!(
+            field("payment_timeout_secs", "maximum"),
+            Some(MAX_PAYMENT_TIMEOUT_SECS)
+        );
     }
 
     #[test]

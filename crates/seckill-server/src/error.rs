@@ -43,13 +43,6 @@ impl ApiError {
         Self::new(ErrorCode::Unavailable, message)
     }
 
-    pub fn not_implemented(what: &'static str) -> Self {
-        Self::new(
-            ErrorCode::NotImplemented,
-            format!("{what} is not implemented yet"),
-        )
-    }
-
     pub fn status(&self) -> StatusCode {
         status_of(self.code)
     }
@@ -76,6 +69,12 @@ pub const fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
+}
+
+/// Whether an answer with this code carries `Retry-After`: the client
+/// should come back, not give up.
+pub const fn sends_retry_after(code: ErrorCode) -> bool {
+    matches!(code, ErrorCode::RateLimited | ErrorCode::Unavailable)
 }
 
 impl From<FieldError> for ApiError {
@@ -120,7 +119,7 @@ pub fn error_response(code: ErrorCode, body: Bytes) -> Response {
         body,
     )
         .into_response();
-    if matches!(code, ErrorCode::RateLimited | ErrorCode::Unavailable) {
+    if sends_retry_after(code) {
         response.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from_static(RETRY_AFTER_SECS),

@@ -14,6 +14,7 @@ pub mod guarded_store;
 mod http1;
 pub mod market;
 pub mod metrics;
+pub mod openapi;
 pub mod pulse;
 pub mod purchase_token;
 pub mod rate_limit;

@@ -22,7 +22,7 @@ pub struct Purchase {
 }
 
 /// The body of a 202: the order the buyer now holds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Receipt {
     pub order_id: OrderId,
     pub sale_id: SaleId,

@@ -17,11 +17,18 @@ const PAGE: &str = include_str!("dashboard/index.html");
 const SCRIPT: &str = include_str!("dashboard/dashboard.js");
 const STYLE: &str = include_str!("dashboard/dashboard.css");
 
+#[utoipa::path(get, path = "/dashboard", responses((status = 200, body = String,
+    content_type = "text/html", description = "The live dashboard page.")))]
 pub async fn page() -> Response {
     asset_response("text/html; charset=utf-8", PAGE)
 }
 
 /// The page's script and style sheet.
+#[utoipa::path(get, path = "/dashboard/{asset}",
+    params(("asset" = String, Path, description = "`dashboard.js` or `dashboard.css`.")),
+    responses((status = 200, description = "The asset.",
+        content((String = "text/javascript"), (String = "text/css"))),
+        crate::openapi::DashboardAssetErrors))]
 pub async fn asset(Path(name): Path<String>) -> Response {
     match name.as_str() {
         "dashboard.js" => asset_response("text/javascript; charset=utf-8", SCRIPT),
@@ -42,6 +49,9 @@ fn asset_response(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// The stream ends when the engine drains.
+#[utoipa::path(get, path = "/dashboard/events", responses((status = 200, body = String,
+    content_type = "text/event-stream",
+    description = "Server-sent events: `history` once, then a `snapshot` every second.")))]
 pub async fn events(State(app): State<App>) -> Response {
     let history = Event::default()
         .event("history")

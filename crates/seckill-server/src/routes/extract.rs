@@ -63,7 +63,9 @@ pub async fn json_body<T: DeserializeOwned>(body: Body) -> ApiResult<Option<T>> 
     parse_json(&bytes).map(Some)
 }
 
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+/// Parses a whole JSON document into `T`; errors name the offending field.
+/// Public so that it can be fuzzed.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();

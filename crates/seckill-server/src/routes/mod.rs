@@ -1,11 +1,11 @@
 //! The HTTP surface of API.md, route by route.
 
-mod dashboard;
-mod extract;
-mod ops;
-mod orders;
+pub(crate) mod dashboard;
+pub mod extract;
+pub(crate) mod ops;
+pub(crate) mod orders;
 pub mod purchase;
-mod sales;
+pub(crate) mod sales;
 
 use crate::App;
 use crate::error::ApiError;
@@ -32,7 +32,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/orders/{id}/cancel", post(orders::cancel))
         .route(
             "/api/v1/admin/degrade",
-            get(ops::degrade).post(ops::degrade),
+            get(ops::degrade_level).post(ops::set_degrade_level),
         )
         .route("/api/v1/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))

@@ -3,17 +3,20 @@
 
 use super::extract::json_body;
 use crate::App;
-use crate::degrade::{By, Level};
+use crate::degrade::{By, Degrade, Level};
 use crate::error::{ApiError, ApiResult};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use seckill_core::ErrorCode;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
+use utoipa::ToSchema;
 
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = String,
+    content_type = "text/plain", description = "Running.")))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
@@ -21,6 +24,9 @@ pub async fn healthz() -> &'static str {
 /// 200 `{"status": "ready"}` once warm; 503 (the API's error shape) saying
 /// what it waits for: the first expiry sweep at start, the drain at
 /// shutdown (so balancers stop sending new work).
+#[utoipa::path(get, path = "/readyz",
+    responses((status = 200, body = Object, description = "Ready: `{\"status\": \"ready\"}`."),
+        crate::openapi::ReadyzErrors))]
 pub async fn readyz(State(app): State<App>) -> Response {
     let waiting_for = waiting_for(
         app.draining.load(Ordering::Acquire),
@@ -45,6 +51,8 @@ fn waiting_for(draining: bool, swept_once: bool) -> Option<&'static str> {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", responses((status = 200, body = String,
+    content_type = "text/plain", description = "Prometheus text format.")))]
 pub async fn metrics(State(app): State<App>) -> Response {
     (
         [(
@@ -56,46 +64,73 @@ pub async fn metrics(State(app): State<App>) -> Response {
         .into_response()
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /api/v1/admin/degrade`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DegradeRequest {
     level: Level,
 }
 
 /// `level` applies: the stricter of the operator's and the automatic one.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DegradeState {
     level: Level,
     operator: Level,
     automatic: Level,
 }
 
-/// `GET` reads the degrade level; `POST {"level": …}` switches the
-/// operator's level.
-pub async fn degrade(
-    State(app): State<App>,
-    method: Method,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
-    app.auth.admin(&headers)?;
-    if method == Method::POST {
-        let DegradeRequest { level } = json_body(body)
-            .await?
-            .ok_or_else(|| ApiError::bad_request("body: {\"level\": …} is required"))?;
-        app.degrade.set(By::Operator, level);
+impl DegradeState {
+    fn of(degrade: &Degrade) -> Self {
+        Self {
+            level: degrade.level(),
+            operator: degrade.operator_level(),
+            automatic: degrade.automatic_level(),
+        }
     }
-    let degrade = &app.degrade;
-    Ok(Json(DegradeState {
-        level: degrade.level(),
-        operator: degrade.operator_level(),
-        automatic: degrade.automatic_level(),
-    })
-    .into_response())
 }
 
-pub async fn openapi() -> ApiError {
-    ApiError::not_implemented("the OpenAPI document")
+/// Reads the degrade level.
+#[utoipa::path(get, path = "/api/v1/admin/degrade", security(("admin_token" = [])),
+    responses((status = 200, body = DegradeState, description = "The current levels."),
+        crate::openapi::DegradeErrors))]
+pub async fn degrade_level(
+    State(app): State<App>,
+    headers: HeaderMap,
+) -> ApiResult<Json<DegradeState>> {
+    app.auth.admin(&headers)?;
+    Ok(Json(DegradeState::of(&app.degrade)))
+}
+
+/// Switches the operator's degrade level (one click).
+#[utoipa::path(post, path = "/api/v1/admin/degrade", security(("admin_token" = [])),
+    request_body = DegradeRequest,
+    responses((status = 200, body = DegradeState, description = "The levels after the switch."),
+        crate::openapi::SetDegradeErrors))]
+pub async fn set_degrade_level(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<DegradeState>> {
+    app.auth.admin(&headers)?;
+    let DegradeRequest { level } = json_body(body)
+        .await?
+        .ok_or_else(|| ApiError::bad_request("body: {\"level\": …} is required"))?;
+    app.degrade.set(By::Operator, level);
+    Ok(Json(DegradeState::of(&app.degrade)))
+}
+
+/// This document, generated from the code (`crate::openapi`).
+#[utoipa::path(get, path = "/api/v1/openapi.json",
+    responses((status = 200, body = Object, description = "The OpenAPI document of this API.")))]
+pub async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        crate::openapi::document(),
+    )
+        .into_response()
 }
 
 pub async fn unknown_route() -> ApiError {

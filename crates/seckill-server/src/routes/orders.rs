@@ -3,6 +3,7 @@
 use super::extract::{Id, QueryParams, json_body};
 use crate::App;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::{self, OrderPath};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -10,10 +11,14 @@ use axum::http::HeaderMap;
 use seckill_core::{ErrorCode, Order, OrderId, SaleId};
 use seckill_store::{CancelOutcome, PayOutcome};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 /// Longest accepted `payment_ref`.
-const MAX_PAYMENT_REF_LEN: usize = 200;
+pub(crate) const MAX_PAYMENT_REF_LEN: usize = 200;
 
+#[utoipa::path(get, path = "/api/v1/orders/{order_id}", operation_id = "get_order",
+    params(OrderPath), security(("user_jwt" = [])), responses((status = 200, body = Order,
+        description = "The order; another user's is `not_found`."), openapi::OrderErrors))]
 pub async fn get(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> ApiResult<Json<Order>> {
     let user = app.auth.user(&headers)?;
     match app.market.store().order(&OrderId::from(id)).await? {
@@ -22,12 +27,18 @@ pub async fn get(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> ApiR
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only the orders of this sale.
     sale_id: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/orders", operation_id = "list_orders",
+    params(ListQuery), security(("user_jwt" = [])),
+    responses((status = 200, body = Vec<Order>, description = "The caller's orders."),
+        openapi::ListOrdersErrors))]
 pub async fn list(
     State(app): State<App>,
     QueryParams(query): QueryParams<ListQuery>,
@@ -40,12 +51,18 @@ pub async fn list(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PayBody {
+pub struct PayBody {
+    /// Paying again with the same reference answers the same order.
+    #[schema(min_length = 1, max_length = 200)]
     payment_ref: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/orders/{order_id}/pay", operation_id = "pay",
+    params(OrderPath), security(("user_jwt" = [])), request_body = PayBody,
+    responses((status = 200, body = Order, description = "The order, `paid`."),
+        openapi::PayErrors))]
 pub async fn pay(
     State(app): State<App>,
     Id(id): Id,
@@ -91,6 +108,10 @@ pub async fn pay(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/orders/{order_id}/cancel", operation_id = "cancel",
+    params(OrderPath), security(("user_jwt" = [])), responses((status = 200, body = Order,
+        description = "The order, `cancelled`; its units are back on sale."),
+        openapi::CancelErrors))]
 pub async fn cancel(
     State(app): State<App>,
     Id(id): Id,

@@ -4,7 +4,9 @@
 
 use super::extract::{Id, json_body};
 use crate::error::{ApiError, ApiResult, canned};
-use crate::market::{LiveSale, Purchase};
+
+use crate::market::{LiveSale, Purchase, Receipt};
+use crate::openapi::{self, SalePath};
 use crate::rate_limit::Limited;
 use crate::route::Route;
 use crate::{App, AppState};
@@ -16,17 +18,20 @@ use seckill_core::{ErrorCode, SalePhase, Timestamp};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 /// Where a sale with `require_purchase_token` looks for the token.
 const PURCHASE_TOKEN_HEADER: &str = "x-purchase-token";
 
 /// Longest accepted Idempotency-Key.
-const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
+pub(crate) const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PurchaseBody {
+pub struct PurchaseBody {
+    /// At most the sale's `per_user_limit`.
     #[serde(default = "one")]
+    #[schema(minimum = 1)]
     quantity: u64,
 }
 
@@ -83,6 +88,24 @@ pub fn plain_purchase_sale_id<B>(request: &Request<B>) -> Option<&str> {
 }
 
 /// The route handler: ids that needed percent-decoding come this way.
+#[utoipa::path(post, path = "/api/v1/sales/{sale_id}/purchase", operation_id = "purchase",
+    security(("user_jwt" = [])),
+    params(SalePath,
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 200,
+            description = "Retries with the same key and user get the first answer."),
+        ("X-Purchase-Token" = Option<String>, Header, nullable = false,
+            description = "Required by sales with `require_purchase_token`.")),
+    request_body(content = Option<PurchaseBody>, description = "May be empty: one unit."),
+    responses((status = 202, body = Receipt, description = "Reserved durably.",
+        headers(("Location" = String, description = "`/api/v1/orders/{order_id}`")),
+        links(
+            ("get_order" = (operation_id = "get_order",
+                parameters(("order_id" = "$response.body#/order_id")))),
+            ("pay" = (operation_id = "pay",
+                parameters(("order_id" = "$response.body#/order_id")))),
+            ("cancel" = (operation_id = "cancel",
+                parameters(("order_id" = "$response.body#/order_id")))))),
+        openapi::PurchaseErrors))]
 pub async fn purchase(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -4,6 +4,7 @@ use super::extract::{Id, json_body};
 use crate::App;
 use crate::error::{ApiError, ApiResult, canned};
 use crate::market::LiveSale;
+use crate::openapi::{self, SalePath};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -13,6 +14,7 @@ use bytes::Bytes;
 use seckill_core::{NewSale, SaleId, SalePhase, StockState, Timestamp};
 use serde::Serialize;
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 /// A sale never changes once created, so caches may keep it a while; the
 /// ETag lets them revalidate for free.
@@ -24,6 +26,13 @@ const LIST_CACHE_CONTROL: &str = "public, max-age=5";
 /// memory, never from the store.
 const STOCK_CACHE_CONTROL: &str = "public, max-age=1";
 
+#[utoipa::path(post, path = "/api/v1/sales", operation_id = "create_sale",
+    security(("admin_token" = [])), request_body = NewSale,
+    responses((status = 201, body = seckill_core::Sale, description = "The sale.",
+        headers(("Location" = String, description = "`/api/v1/sales/{id}`")),
+        links(("purchase" = (operation_id = "purchase",
+            parameters(("sale_id" = "$response.body#/id")))))),
+        openapi::CreateSaleErrors))]
 pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     app.auth.admin(&headers)?;
     let new_sale: NewSale = json_body(body)
@@ -52,11 +61,28 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> A
         .into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/sales", operation_id = "list_sales",
+    params(("If-None-Match" = Option<String>, Header, description = "An ETag of the list seen before.")),
+    responses(
+        (status = 200, body = Vec<seckill_core::Sale>, description = "Every sale.", headers(
+            ("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "The ETag named in `If-None-Match` is current.", headers(
+            ("ETag" = String), ("Cache-Control" = String))),
+        openapi::ListSalesErrors))]
 pub async fn list(State(app): State<App>, headers: HeaderMap) -> Response {
     let listing = app.market.listing();
     cacheable(&headers, &listing.json, &listing.etag, LIST_CACHE_CONTROL)
 }
 
+#[utoipa::path(get, path = "/api/v1/sales/{sale_id}", operation_id = "get_sale",
+    params(SalePath, ("If-None-Match" = Option<String>, Header, nullable = false,
+        description = "An ETag seen before.")),
+    responses(
+        (status = 200, body = seckill_core::Sale, description = "The sale.", headers(
+            ("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "The ETag named in `If-None-Match` is current.", headers(
+            ("ETag" = String), ("Cache-Control" = String))),
+        openapi::SaleErrors))]
 pub async fn get(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> ApiResult<Response> {
     let sale = find(&app, &id)?;
     Ok(cacheable(
@@ -96,14 +122,19 @@ fn cacheable(
         .into_response()
 }
 
-#[derive(Serialize)]
-struct StockView {
+/// Live state; may lag by up to one second.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Stock)]
+pub struct StockView {
     sale_id: SaleId,
     stock: u64,
     remaining: u64,
     state: StockState,
 }
 
+#[utoipa::path(get, path = "/api/v1/sales/{sale_id}/stock", operation_id = "stock",
+    params(SalePath), responses((status = 200, body = StockView, description = "The live stock.",
+        headers(("Cache-Control" = String))), openapi::SaleErrors))]
 pub async fn stock(State(app): State<App>, Id(id): Id) -> ApiResult<Response> {
     let sale = find(&app, &id)?;
     let remaining = sale.stock.remaining();
@@ -125,8 +156,8 @@ pub async fn stock(State(app): State<App>, Id(id): Id) -> ApiResult<Response> {
 
 /// Units per order status, from the store, beside the live remaining count:
 /// `remaining + queued + pending_payment + paid == stock` is invariant.
-#[derive(Serialize)]
-struct Report {
+#[derive(Serialize, ToSchema)]
+pub struct Report {
     sale_id: SaleId,
     stock: u64,
     remaining: u64,
@@ -137,6 +168,10 @@ struct Report {
     cancelled: u64,
 }
 
+#[utoipa::path(get, path = "/api/v1/sales/{sale_id}/report", operation_id = "report",
+    params(SalePath), security(("admin_token" = [])),
+    responses((status = 200, body = Report, description = "Units per order status."),
+        openapi::ReportErrors))]
 pub async fn report(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> ApiResult<Response> {
     app.auth.admin(&headers)?;
     let sale = find(&app, &id)?;
@@ -154,14 +189,19 @@ pub async fn report(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> A
     .into_response())
 }
 
-#[derive(Serialize)]
-struct PurchaseToken {
+#[derive(Serialize, ToSchema)]
+pub struct PurchaseToken {
     token: String,
     expires_at: Timestamp,
 }
 
 /// Issues a purchase token, only while the sale is open: a token cannot be
 /// had before the start, so a script cannot hold one in advance.
+#[utoipa::path(post, path = "/api/v1/sales/{sale_id}/purchase-token",
+    operation_id = "purchase_token", params(SalePath), security(("user_jwt" = [])),
+    responses((status = 200, body = PurchaseToken,
+        description = "A token for `X-Purchase-Token`, bound to the caller and the sale."),
+        openapi::PurchaseTokenErrors))]
 pub async fn purchase_token(
     State(app): State<App>,
     Id(id): Id,

@@ -1,0 +1,30 @@
+//! The `Authorization` header, as any client may send it: the bearer
+//! parsing and JWT verification never panic, and only the exact admin
+//! token (after the scheme) is the admin.
+
+#![no_main]
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue};
+use libfuzzer_sys::fuzz_target;
+use seckill_server::auth::Auth;
+use std::sync::LazyLock;
+
+const ADMIN_TOKEN: &str = "fuzz-admin-token";
+
+static AUTH: LazyLock<Auth> = LazyLock::new(|| Auth::new(b"fuzz secret", ADMIN_TOKEN));
+
+fuzz_target!(|value: &[u8]| {
+    let Ok(value) = HeaderValue::from_bytes(value) else {
+        return;
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(AUTHORIZATION, value.clone());
+    let _ = AUTH.user(&headers);
+    if AUTH.admin(&headers).is_ok() {
+        let text = value.to_str().expect("the admin's header is text");
+        let (scheme, token) = text.split_once(' ').expect("a scheme and a token");
+        assert!(scheme.eq_ignore_ascii_case("bearer"), "{text:?}");
+        assert_eq!(token.trim(), ADMIN_TOKEN, "{text:?}");
+    }
+});
