@@ -441,17 +441,8 @@ async fn bad_settings_are_refused_at_start() {
         (&["--rate-limited-routes", "purchase,checkout"], "checkout"),
         (&["--ip-rate", "5", "--ip-burst", "0"], "ip_burst"),
     ] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(flags)
-            .env(
-                "SECKILL_DATA_DIR",
-                tempfile::tempdir().expect("a dir").path(),
-            )
-            .output()
-            .expect("run seckill serve");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{flags:?}: {stderr}");
+        let (code, stderr) = serve_refusal(flags);
+        assert_eq!(code, Some(1), "{flags:?}: {stderr}");
         assert!(stderr.contains(expected), "{flags:?}: {stderr}");
     }
 }

@@ -96,17 +96,8 @@ async fn a_request_past_the_time_limit_gets_503_and_frees_its_place() {
 #[tokio::test]
 async fn bad_limits_are_refused_at_start() {
     for flags in [["--max-in-flight", "0"], ["--request-timeout-ms", "0"]] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(flags)
-            .env(
-                "SECKILL_DATA_DIR",
-                tempfile::tempdir().expect("a dir").path(),
-            )
-            .output()
-            .expect("run seckill serve");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{flags:?}: {stderr}");
+        let (code, stderr) = serve_refusal(&flags);
+        assert_eq!(code, Some(1), "{flags:?}: {stderr}");
         assert!(stderr.contains("at least 1"), "{stderr}");
     }
 }

@@ -95,20 +95,6 @@ async fn serves_https_with_the_configured_certificate() {
 
 #[tokio::test]
 async fn a_key_without_its_certificate_is_refused_at_start() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--tls-key",
-            &fixture("key.pem"),
-        ])
-        .output()
-        .expect("run seckill serve");
-    assert!(!output.status.success());
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("--tls-cert"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (_, stderr) = serve_refusal(&["--tls-key", &fixture("key.pem")]);
+    assert!(stderr.contains("--tls-cert"), "{stderr}");
 }

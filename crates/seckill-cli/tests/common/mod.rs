@@ -929,3 +929,18 @@ pub async fn stalled_purchase(api: &Api, sale: &str) -> tokio::net::TcpStream {
         .expect("send the head");
     socket
 }
+
+/// Runs `seckill serve` with `flags` on a fresh data dir, expecting it to
+/// refuse to start: its exit code and what it said on stderr.
+pub fn serve_refusal(flags: &[&str]) -> (Option<i32>, String) {
+    let data_dir = tempfile::tempdir().expect("a data dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_seckill"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(flags)
+        .env("SECKILL_DATA_DIR", data_dir.path())
+        .output()
+        .expect("run seckill serve");
+    assert!(!output.status.success(), "{flags:?} started");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr)
+}
