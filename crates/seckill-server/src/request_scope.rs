@@ -10,8 +10,6 @@ use seckill_core::ErrorCode;
 use std::cell::Cell;
 use std::fmt::Write;
 use std::future::Future;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest client-sent request id kept as is; a longer one is replaced.
@@ -79,18 +77,20 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     }
 }
 
-/// `PROCESS-N`: a prefix random per process and a counter, so ids are
-/// unique across restarts and nodes without a random draw per request.
+/// `PREFIX-N`: a prefix drawn once per thread and that thread's counter, so
+/// ids are unique across threads, restarts and nodes, and making one
+/// touches no memory shared with other threads.
 fn generate() -> HeaderValue {
-    static PREFIX: OnceLock<u32> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(rand::random);
+    thread_local! {
+        static NEXT: Cell<(u32, u64)> = Cell::new((rand::random(), 0));
+    }
+    let (prefix, n) = NEXT.with(|next| {
+        let (prefix, n) = next.get();
+        next.set((prefix, n + 1));
+        (prefix, n)
+    });
     let mut id = String::with_capacity(24);
-    let _ = write!(
-        id,
-        "{prefix:08x}-{:x}",
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
+    let _ = write!(id, "{prefix:08x}-{n:x}");
     HeaderValue::from_maybe_shared(Bytes::from(id)).expect("hex digits are a valid header")
 }
 

@@ -181,6 +181,13 @@ impl Browser {
 
     /// Evaluates `expression` in the page; returns its value (awaited if a promise).
     pub async fn eval(&mut self, page: &Page, expression: &str) -> Value {
+        self.try_eval(page, expression)
+            .await
+            .unwrap_or_else(|exception| panic!("{expression}: {exception}"))
+    }
+
+    /// [`Browser::eval`], with a thrown exception as the error.
+    async fn try_eval(&mut self, page: &Page, expression: &str) -> Result<Value, Value> {
         let result = self
             .call(
                 Some(&page.session),
@@ -188,27 +195,28 @@ impl Browser {
                 json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
             )
             .await;
-        assert!(
-            result["exceptionDetails"].is_null(),
-            "{expression}: {result}"
-        );
-        result["result"]["value"].clone()
+        match result.get("exceptionDetails") {
+            Some(exception) => Err(exception.clone()),
+            None => Ok(result["result"]["value"].clone()),
+        }
     }
 
     /// Evaluates `expression` every 100 ms until it is truthy; returns it.
+    /// Until then it may also throw (the page may still be loading).
     pub async fn wait_for(&mut self, page: &Page, expression: &str) -> Value {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let value = self.eval(page, expression).await;
-            if !matches!(value, Value::Null | Value::Bool(false))
-                && value != json!("")
-                && value != json!(0)
+            let value = self.try_eval(page, expression).await;
+            if let Ok(value) = &value
+                && !matches!(value, Value::Null | Value::Bool(false))
+                && *value != json!("")
+                && *value != json!(0)
             {
-                return value;
+                return value.clone();
             }
             assert!(
                 Instant::now() < deadline,
-                "not within {PATIENCE:?}: {expression}"
+                "not within {PATIENCE:?}: {expression} (last: {value:?})"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
