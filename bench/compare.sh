@@ -36,30 +36,10 @@ REDIS_PORT=${REDIS_PORT:-18383}
 OUT=$ROOT/bench/results/compare-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 
-for tool in wrk jq curl; do
-    command -v $tool >/dev/null || { echo "compare: $tool is missing (apt-get install $tool)" >&2; exit 2; }
-done
+source "$ROOT/bench/lib.sh"
+need wrk jq curl
 [ -d "$PEERS/ceiling-rust" ] || { echo "compare: no ceiling server at $PEERS/ceiling-rust (set PEERS)" >&2; exit 2; }
 
-PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-# start NAME CMD...: in the background, bounded by an hour, log in $OUT/NAME.log.
-start() {
-    local name=$1; shift
-    timeout 3600 "$@" >"$OUT/$name.log" 2>&1 &
-    PIDS+=($!)
-    LAST_PID=$!
-}
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-wait_port() {
-    for _ in $(seq 150); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "compare: port $1 did not open" >&2
-    return 1
-}
 
 echo "building (release)..."
 cargo build --release --quiet -p seckill-cli
@@ -71,12 +51,6 @@ if command -v go >/dev/null && [ -d /usr/share/gocode/src/github.com/gomodule/re
 fi
 [ -n "$PEER_GO" ] || echo "compare: the Go peer is skipped (needs go, golang-github-gomodule-redigo-dev and redis-server)"
 
-# bench NAME ARGS...: one `seckill bench` run, JSON in $OUT/NAME.json.
-bench() {
-    local name=$1; shift
-    "$SECKILL" bench --connections "$CONNECTIONS" --json "$OUT/$name.json" "$@" >"$OUT/$name.txt" 2>&1 \
-        || echo "compare: $name: $(tail -1 "$OUT/$name.txt")" >&2
-}
 ROWS=()
 row() { ROWS+=("$1 $2 $3"); }   # row LABEL SERVER JSON
 

@@ -33,38 +33,16 @@ CEILING_TARGET=${CEILING_TARGET:-${TMPDIR:-/tmp}/seckill-ceiling-target}
 OUT=$ROOT/bench/results/rate-limit-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 
-for tool in jq curl; do
-    command -v $tool >/dev/null || { echo "rate_limit: $tool is missing (apt-get install $tool)" >&2; exit 2; }
-done
+source "$ROOT/bench/lib.sh"
+need jq curl
 [ -d "$PEERS/ceiling-rust" ] || { echo "rate_limit: no ceiling server at $PEERS/ceiling-rust (set PEERS)" >&2; exit 2; }
 
-PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-start() {
-    local name=$1; shift
-    timeout 3600 "$@" >"$OUT/$name.log" 2>&1 &
-    PIDS+=($!)
-}
-wait_port() {
-    for _ in $(seq 150); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "rate_limit: port $1 did not open" >&2
-    return 1
-}
 
 echo "building (release)..."
 cargo build --release --quiet -p seckill-cli
 CARGO_TARGET_DIR=$CEILING_TARGET cargo build --release --quiet --manifest-path "$PEERS/ceiling-rust/Cargo.toml"
 SECKILL=$ROOT/target/release/seckill
 
-bench() {
-    local name=$1; shift
-    "$SECKILL" bench --connections "$CONNECTIONS" --json "$OUT/$name.json" "$@" >"$OUT/$name.txt" 2>&1 \
-        || echo "rate_limit: $name: $(tail -1 "$OUT/$name.txt")" >&2
-}
 
 start ceiling "$CEILING_TARGET/release/ceiling-rust" --stack hyper --port $CEILING_PORT
 CEILING_URL=http://127.0.0.1:$CEILING_PORT/buy/ticket
