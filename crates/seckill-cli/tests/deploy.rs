@@ -60,16 +60,7 @@ async fn the_grafana_dashboard_queries_only_series_the_engine_exposes() {
     // A little of everything, then one scrape.
     let seckill = Seckill::start().await;
     let sale = seckill.open_sale(3, 1).await;
-    let paid = seckill.buy("payer", &sale).await;
-    seckill
-        .pay("payer", &paid, "ref")
-        .await
-        .expect(StatusCode::OK);
-    let cancelled = seckill.buy("canceller", &sale).await;
-    seckill
-        .cancel("canceller", &cancelled)
-        .await
-        .expect(StatusCode::OK);
+    seckill.settle_one_of_each(&sale).await;
     let scrape = seckill.get("/metrics", &Auth::None).await.text();
     let exposed: BTreeSet<String> = scrape
         .lines()

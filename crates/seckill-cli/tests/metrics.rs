@@ -184,16 +184,7 @@ async fn counters_and_gauges_move_with_traffic() {
 async fn settled_units_are_counted_again_after_a_restart() {
     let mut seckill = Seckill::start().await;
     let sale = seckill.open_sale(5, 1).await;
-    let paid = seckill.buy("payer", &sale).await;
-    seckill
-        .pay("payer", &paid, "ref")
-        .await
-        .expect(StatusCode::OK);
-    let cancelled = seckill.buy("canceller", &sale).await;
-    seckill
-        .cancel("canceller", &cancelled)
-        .await
-        .expect(StatusCode::OK);
+    seckill.settle_one_of_each(&sale).await;
     seckill.buy("holder", &sale).await;
     seckill.stop().await;
     seckill.restart().await;

@@ -707,6 +707,17 @@ impl Api {
         )
         .await
     }
+
+    /// One order paid (by "payer") and one cancelled (by "canceller") on
+    /// `sale_id`, both asserted 200.
+    pub async fn settle_one_of_each(&self, sale_id: &str) {
+        let paid = self.buy("payer", sale_id).await;
+        self.pay("payer", &paid, "ref").await.expect(StatusCode::OK);
+        let cancelled = self.buy("canceller", sale_id).await;
+        self.cancel("canceller", &cancelled)
+            .await
+            .expect(StatusCode::OK);
+    }
 }
 
 impl Resp {
