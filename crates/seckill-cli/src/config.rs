@@ -19,7 +19,8 @@ pub struct StoreArgs {
     /// tls_cert, tls_key, auto_degrade, degrade_error_rate,
     /// degrade_p99_ms, degrade_window_secs, degrade_recover_secs,
     /// degrade_min_requests, rate_algorithm, user_rate, user_burst, ip_rate,
-    /// ip_burst, global_rate, trusted_proxies, rate_limited_routes).
+    /// ip_burst, global_rate, trusted_proxies, rate_limited_routes, redis,
+    /// database, node_id, buffer, redis_durability, log_format).
     #[arg(long, env = "SECKILL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Embedded store folder [default: ./data].
@@ -59,6 +60,11 @@ pub struct FileConfig {
     pub trusted_proxies: Option<Vec<String>>,
     pub rate_limited_routes: Option<Vec<String>>,
     pub log_format: Option<LogFormat>,
+    pub redis: Option<String>,
+    pub database: Option<String>,
+    pub node_id: Option<String>,
+    pub buffer: Option<u64>,
+    pub redis_durability: Option<String>,
 }
 
 /// A feature turned on or off, in flags and in the file.

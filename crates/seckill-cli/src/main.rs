@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the engine (embedded: stock in memory, orders in SQLite under the data dir).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Print user tokens (JWT) signed with the engine's secret, for curl and load tests.
     Token(token::TokenArgs),
     /// One command shows it all: an engine, a sale, a rush of a million users, the checks; then keeps serving.
@@ -51,7 +51,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Token(args) => token::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),

@@ -5,12 +5,15 @@ use crate::rate_limit::RateLimitArgs;
 use crate::secrets::{self, ADMIN_TOKEN_FILE, JWT_SECRET_FILE};
 use anyhow::{Context, Result};
 use clap::Args;
+use seckill_cluster::authority::{AuthorityConfig, Durability};
 use seckill_server::auth::{JwtKey, JwtRules};
 use seckill_server::breaker::{BreakerRules, DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN_MS};
+use seckill_server::cluster::{Cluster, ClusterConfig};
 use seckill_server::degrade::AutoRules;
 use seckill_server::shedding::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT_MS, Limits};
 use seckill_server::{Server, ServerConfig};
 use seckill_store::SqliteStore;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +61,70 @@ pub struct ServeArgs {
     degrade: DegradeArgs,
     #[command(flatten)]
     rate_limit: RateLimitArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// Cluster mode: with `--redis` and `--database` this engine is one node of
+/// a cluster (Redis holds the stock, the database the orders).
+#[derive(Args)]
+struct ClusterArgs {
+    /// Redis, the stock authority: `redis://HOST:PORT[/DB]` [default: embedded mode].
+    #[arg(long, env = "SECKILL_REDIS", requires = "database")]
+    redis: Option<String>,
+    /// The order database: `postgres://…` or `mysql://…` (needs --redis).
+    #[arg(long, env = "SECKILL_DATABASE", requires = "redis")]
+    database: Option<String>,
+    /// This node's name, unique in the cluster [default: its listen address].
+    #[arg(long, env = "SECKILL_NODE_ID")]
+    node_id: Option<String>,
+    /// Units a node may ask Redis for beyond its even share [default: 10].
+    #[arg(long, env = "SECKILL_BUFFER")]
+    buffer: Option<u64>,
+    /// What a 202 waits for in Redis: `none`, `aof` (fsynced to the
+    /// append-only file) or `replicas[:N]` [default: none].
+    #[arg(long, env = "SECKILL_REDIS_DURABILITY")]
+    redis_durability: Option<String>,
+}
+
+/// Units a node may ask Redis for beyond its share, unless configured.
+const DEFAULT_BUFFER: u64 = 10;
+
+impl ClusterArgs {
+    /// The cluster to join, or `None` in embedded mode.
+    fn resolve(
+        self,
+        file: &FileConfig,
+        address: SocketAddr,
+        redis_breaker: BreakerRules,
+    ) -> Result<Option<ClusterConfig>> {
+        let redis = self.redis.or_else(|| file.redis.clone());
+        let database = self.database.or_else(|| file.database.clone());
+        let (redis, database_url) = match (redis, database) {
+            (Some(redis), Some(database)) => (redis, database),
+            (None, None) => return Ok(None),
+            _ => anyhow::bail!("cluster mode needs both redis and database"),
+        };
+        let durability: Durability = self
+            .redis_durability
+            .or_else(|| file.redis_durability.clone())
+            .map(|d| d.parse())
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("redis_durability: {e}"))?
+            .unwrap_or_default();
+        let mut redis = AuthorityConfig::new(redis);
+        redis.durability = durability;
+        Ok(Some(ClusterConfig {
+            redis,
+            database_url,
+            node_id: self
+                .node_id
+                .or_else(|| file.node_id.clone())
+                .unwrap_or_else(|| address.to_string()),
+            buffer: self.buffer.or(file.buffer).unwrap_or(DEFAULT_BUFFER),
+            redis_breaker,
+        }))
+    }
 }
 
 /// Automatic degradation: when a kind of traffic answers too many 5xx or
@@ -172,17 +239,6 @@ async fn serve(args: ServeArgs, resolved: Resolved) -> Result<()> {
         limits.max_in_flight > 0 && !limits.request_timeout.is_zero(),
         "max_in_flight and request_timeout_ms must be at least 1"
     );
-    let auto_degrade = args.degrade.resolve(&resolved.file)?;
-    let rate_limits = args.rate_limit.resolve(&resolved.file)?;
-    let tls = match (
-        args.tls_cert.or(resolved.file.tls_cert),
-        args.tls_key.or(resolved.file.tls_key),
-    ) {
-        (Some(cert), Some(key)) => Some(seckill_server::tls::acceptor(&cert, &key)?),
-        (None, None) => None,
-        _ => anyhow::bail!("tls_cert and tls_key go together"),
-    };
-    let scheme = if tls.is_some() { "https" } else { "http" };
     let store_breaker = BreakerRules {
         failures: args
             .breaker_failures
@@ -198,6 +254,24 @@ async fn serve(args: ServeArgs, resolved: Resolved) -> Result<()> {
         store_breaker.failures > 0 && !store_breaker.open_for.is_zero(),
         "breaker_failures and breaker_open_ms must be at least 1"
     );
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let address = listener.local_addr()?;
+    let cluster = args
+        .cluster
+        .resolve(&resolved.file, address, store_breaker)?;
+    let auto_degrade = args.degrade.resolve(&resolved.file)?;
+    let rate_limits = args.rate_limit.resolve(&resolved.file)?;
+    let tls = match (
+        args.tls_cert.or(resolved.file.tls_cert),
+        args.tls_key.or(resolved.file.tls_key),
+    ) {
+        (Some(cert), Some(key)) => Some(seckill_server::tls::acceptor(&cert, &key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("tls_cert and tls_key go together"),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let jwt_key = match args.jwt_public_key.or(resolved.file.jwt_public_key) {
         Some(path) => JwtKey::PublicKeyPem(
             std::fs::read(&path)
@@ -219,11 +293,10 @@ async fn serve(args: ServeArgs, resolved: Resolved) -> Result<()> {
         rate_limits,
         tls,
     };
-    let server = open_server(&data_dir, config).await?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    let address = listener.local_addr()?;
+    let server = match cluster {
+        Some(cluster) => join_cluster(cluster, config).await?,
+        None => open_server(&data_dir, config).await?,
+    };
     println!("listening on {scheme}://{address}");
     for (what, secret) in [
         ("JWT secret", &jwt_secret.file),
@@ -243,9 +316,22 @@ pub async fn open_server(data_dir: &Path, config: ServerConfig) -> Result<Server
     let store = SqliteStore::open(data_dir)
         .await
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-    Server::open(config, Arc::new(store))
+    Server::open(config, Arc::new(store), None)
         .await
         .context("opening the engine")
+}
+
+/// One node of a cluster: Redis and the database reached, memory loaded.
+async fn join_cluster(cluster: ClusterConfig, config: ServerConfig) -> Result<Server> {
+    let node_id = cluster.node_id.clone();
+    let (cluster, store) = Cluster::join(cluster)
+        .await
+        .context("joining the cluster")?;
+    let server = Server::open(config, store, Some(cluster))
+        .await
+        .context("opening the engine")?;
+    println!("cluster node {node_id}");
+    Ok(server)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

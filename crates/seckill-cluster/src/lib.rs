@@ -23,4 +23,5 @@ pub mod nodes;
 pub mod orders;
 pub mod queue;
 pub mod quota;
+pub mod store;
 pub mod stream;

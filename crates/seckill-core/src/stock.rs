@@ -33,6 +33,12 @@ impl Stock {
             .is_ok()
     }
 
+    /// Replaces the count. In cluster mode memory only mirrors the stock
+    /// Redis holds (the engine's `cluster` module), and this is how.
+    pub fn set(&self, remaining: u64) {
+        self.remaining.store(remaining, Ordering::Release);
+    }
+
     /// Puts units back on sale (expiry, cancel, a failed commit).
     pub fn give_back(&self, quantity: u64) {
         self.remaining.fetch_add(quantity, Ordering::AcqRel);

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod breaker;
 pub mod client_ip;
+pub mod cluster;
 pub mod cors;
 pub mod dashboard;
 pub mod degrade;
@@ -31,6 +32,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 /// What the engine needs beyond its store.
 pub struct ServerConfig {
@@ -85,15 +87,20 @@ pub struct Server {
 
 impl Server {
     /// Loads the store, rebuilds every sale's stock from its orders and
-    /// counts their settled units.
-    pub async fn open(config: ServerConfig, store: Arc<dyn Store>) -> Result<Self, OpenError> {
+    /// counts their settled units. With `cluster`, this engine is one node
+    /// of it: `store` is the cluster's, and Redis decides purchases.
+    pub async fn open(
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+        cluster: Option<Arc<cluster::Cluster>>,
+    ) -> Result<Self, OpenError> {
         let auth = Auth::new(&config.jwt, &config.admin_token)?;
         // First: it installs the recorder that every metric handle binds to.
         let metrics = metrics::Metrics::new();
         let snapshot = store.load().await?;
         let breaker = Arc::new(breaker::Breaker::new("store", config.store_breaker));
         let store = Arc::new(guarded_store::GuardedStore::new(store, breaker));
-        let market = Market::restore(store, snapshot);
+        let market = Market::restore(store, snapshot, cluster);
         market.count_settled().await?;
         let app = Arc::new(AppState {
             market,
@@ -128,6 +135,12 @@ impl Server {
             .local_addr()
             .map_or_else(|_| "this engine".to_string(), |address| address.to_string());
         let sampler = dashboard::spawn(Arc::clone(&self.app), node);
+        let cluster_tasks = self
+            .app
+            .market
+            .cluster()
+            .map(|cluster| cluster.spawn(Arc::clone(&self.app)))
+            .unwrap_or_default();
         let app = Arc::clone(&self.app);
         http1::serve(
             listener,
@@ -147,6 +160,10 @@ impl Server {
         }
         evictor.abort();
         sampler.abort();
+        cluster_tasks.iter().for_each(JoinHandle::abort);
+        if let Some(cluster) = self.app.market.cluster() {
+            cluster.leave().await;
+        }
         self.app.market.store().close().await;
         tracing::info!("stopped; every acknowledged write is committed");
     }

@@ -12,6 +12,7 @@ pub mod keys;
 pub use durability::Durability;
 pub use events::{StockEvent, StockEvents};
 
+use crate::queue::{self, QueuedReservation};
 use durability::Wait;
 use keys::SaleKeys;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -339,6 +340,27 @@ impl RedisAuthority {
                 .exec_async(&mut conn),
         )
         .await
+    }
+
+    /// The reservation of `order` if it still waits in `sale`'s stream, with
+    /// its place in the queue (see `crate::queue`).
+    pub async fn queued(
+        &self,
+        sale: &SaleId,
+        order: &OrderId,
+    ) -> Result<Option<QueuedReservation>, AuthorityError> {
+        let mut conn = self.inner.conn.clone();
+        bounded(
+            self.inner.timeout,
+            queue::queue_position(&mut conn, sale, order),
+        )
+        .await
+    }
+
+    /// The client behind this handle, for the connections of the stream
+    /// consumers (a blocking read needs a connection of its own).
+    pub fn client(&self) -> &redis::Client {
+        &self.inner.client
     }
 
     /// Sold-out and restock messages from every node, on a connection of

@@ -2,10 +2,13 @@
 //! milliseconds; counts are BIGINT (they fit: see the sale bounds).
 
 use super::{ExpiredOrder, OrdersError};
-use seckill_core::{Order, OrderStatus, Timestamp};
+use seckill_core::{Order, OrderStatus, Sale, Timestamp};
 use seckill_store::ReleasedUnits;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+
+pub const SALE_COLUMNS: &str = "id, name, stock, price_cents, starts_at, ends_at, per_user_limit, \
+     payment_timeout_secs, require_purchase_token, created_at";
 
 pub const ORDER_COLUMNS: &str =
     "id, sale_id, user_id, quantity, status, created_at, expires_at, paid_at, payment_ref";
@@ -28,6 +31,24 @@ pub fn status(row: &AnyRow) -> Result<OrderStatus, OrdersError> {
     let status = text(row, "status")?;
     OrderStatus::parse(&status)
         .ok_or_else(|| OrdersError::Corrupt(format!("unknown order status {status:?}")))
+}
+
+/// A row of `SALE_COLUMNS`.
+pub fn sale(row: &AnyRow) -> Result<Sale, OrdersError> {
+    Ok(Sale {
+        id: text(row, "id")?.into(),
+        name: text(row, "name")?,
+        stock: count(row, "stock")?,
+        price_cents: count(row, "price_cents")?,
+        starts_at: Timestamp::from_millis(row.try_get("starts_at")?),
+        ends_at: row
+            .try_get::<Option<i64>, _>("ends_at")?
+            .map(Timestamp::from_millis),
+        per_user_limit: count(row, "per_user_limit")?,
+        payment_timeout_secs: count(row, "payment_timeout_secs")?,
+        require_purchase_token: row.try_get("require_purchase_token")?,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+    })
 }
 
 /// A row of `ORDER_COLUMNS`.

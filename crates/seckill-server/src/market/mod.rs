@@ -1,7 +1,8 @@
 //! The market: every sale in memory with its live stock and its buyers.
 //! This is where a purchase is decided; the store only makes the decision
 //! durable. Rebuilt at start from the store's orders, never from a cached
-//! count (I1, I3).
+//! count (I1, I3). In cluster mode Redis decides instead ([`Cluster`]) and
+//! each sale's stock in memory is a view of Redis' count.
 
 mod live_sale;
 mod purchase;
@@ -9,6 +10,7 @@ mod purchase;
 pub use live_sale::{LiveSale, SaleUnits};
 pub use purchase::{Purchase, Receipt};
 
+use crate::cluster::Cluster;
 use crate::error::ApiResult;
 use axum::http::HeaderValue;
 use bytes::Bytes;
@@ -22,6 +24,8 @@ pub struct Market {
     /// `GET /api/v1/sales`, serialized once per change.
     listing: RwLock<Arc<Listing>>,
     store: Arc<dyn Store>,
+    /// Set in cluster mode: purchases go to Redis.
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// Every sale, oldest first, as served by `GET /api/v1/sales`.
@@ -45,7 +49,11 @@ impl Listing {
 impl Market {
     /// Rebuilds every sale's stock, buyers and idempotency answers from the
     /// orders the store holds.
-    pub fn restore(store: Arc<dyn Store>, snapshot: Snapshot) -> Self {
+    pub fn restore(
+        store: Arc<dyn Store>,
+        snapshot: Snapshot,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Self {
         let sales: HashMap<SaleId, Arc<LiveSale>> = snapshot
             .sales
             .into_iter()
@@ -72,7 +80,12 @@ impl Market {
             listing: RwLock::new(Arc::new(Listing::of(&sales))),
             sales: RwLock::new(sales),
             store,
+            cluster,
         }
+    }
+
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -114,18 +127,30 @@ impl Market {
     pub async fn create_sale(&self, new_sale: NewSale) -> ApiResult<Arc<LiveSale>> {
         let sale = new_sale.validate(SaleId::generate(), Timestamp::now())?;
         self.store.create_sale(&sale).await?;
-        let live = Arc::new(LiveSale::new(sale));
+        Ok(self.adopt(sale))
+    }
+
+    /// Opens a stored sale in memory unless it is open already (cluster
+    /// mode: another node created it); returns it.
+    pub fn adopt(&self, sale: Sale) -> Arc<LiveSale> {
+        if let Some(live) = self.get(sale.id.as_str()) {
+            return live;
+        }
         let mut sales = self
             .sales
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        sales.insert(live.sale.id.clone(), Arc::clone(&live));
+        let live = Arc::clone(
+            sales
+                .entry(sale.id.clone())
+                .or_insert_with(|| Arc::new(LiveSale::new(sale))),
+        );
         // Under the sales' lock, so that listings are replaced in order.
         *self
             .listing
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(Listing::of(&sales));
-        Ok(live)
+        live
     }
 
     /// Counts each sale's paid, expired and cancelled units from the store:

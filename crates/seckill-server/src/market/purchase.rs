@@ -45,9 +45,13 @@ impl Receipt {
 pub(super) type SharedOutcome = Shared<BoxFuture<'static, ApiResult<Receipt>>>;
 
 impl Market {
-    /// Reserves `purchase.quantity` units of `sale` for the buyer, durably.
+    /// Reserves `purchase.quantity` units of `sale` for the buyer, durably:
+    /// in memory then the store, or in cluster mode by Redis.
     pub async fn purchase(&self, sale: &Arc<LiveSale>, purchase: Purchase) -> ApiResult<Receipt> {
-        self.take(sale, purchase)?.await
+        match &self.cluster {
+            Some(cluster) => cluster.purchase(sale, purchase).await,
+            None => self.take(sale, purchase)?.await,
+        }
     }
 
     /// The in-memory decision. The buyer's entry stays locked from the limit
@@ -214,7 +218,7 @@ mod tests {
             sales: vec![sale],
             live_orders: Vec::new(),
         };
-        let market = Market::restore(store, snapshot);
+        let market = Market::restore(store, snapshot, None);
         let live = market.get(id.as_str()).unwrap();
         (market, live)
     }

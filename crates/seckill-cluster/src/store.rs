@@ -1,0 +1,203 @@
+//! The engine's [`Store`] in cluster mode: orders in the database, stock in
+//! Redis. Purchases do not come here: Redis decides them and its stream
+//! entry is their durable record (the engine's cluster seller calls the
+//! authority directly). What comes here is everything after: reading,
+//! paying, cancelling and expiring orders — and the units of a cancelled
+//! or expired order going back to Redis.
+//!
+//! Releasing is the second step of a cancel or an expiry, after the
+//! database's compare-and-set. If Redis cannot be reached then, the order
+//! is kept and released again at each sweep; if the process dies in
+//! between, `seckill reconcile --repair` releases it (the release is
+//! idempotent by order id, so doing it twice is harmless).
+
+use crate::authority::{AuthorityError, RedisAuthority};
+use crate::orders::{ExpiredOrder, OrdersError, SqlOrders};
+use async_trait::async_trait;
+use seckill_core::{Order, OrderId, OrderStatus, Sale, SaleId, Timestamp, UserId};
+use seckill_store::{
+    CancelOutcome, CommitTicket, PayOutcome, ReleasedUnits, Reservation, Snapshot, Store,
+    StoreError, StoreResult, UnitsByStatus,
+};
+use std::sync::Mutex;
+
+/// Most overdue orders one sweep expires.
+const SWEEP_BATCH: usize = 1000;
+
+pub struct ClusterStore {
+    orders: SqlOrders,
+    authority: RedisAuthority,
+    /// Orders expired or cancelled in the database whose units Redis has not
+    /// taken back yet (it was unreachable): released again at each sweep.
+    unreleased: Mutex<Vec<ExpiredOrder>>,
+}
+
+impl ClusterStore {
+    pub fn new(orders: SqlOrders, authority: RedisAuthority) -> Self {
+        Self {
+            orders,
+            authority,
+            unreleased: Mutex::default(),
+        }
+    }
+
+    /// Gives an order's units back to Redis, or keeps it for the next sweep.
+    async fn give_back(&self, order: ExpiredOrder) {
+        let ExpiredOrder { order_id, released } = &order;
+        let result = self
+            .authority
+            .release(
+                &released.sale_id,
+                order_id,
+                &released.user_id,
+                released.quantity,
+            )
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(order = %order_id, %error, "units not returned to Redis yet; retrying at the next sweep");
+            self.unreleased_orders().push(order);
+        }
+    }
+
+    fn unreleased_orders(&self) -> std::sync::MutexGuard<'_, Vec<ExpiredOrder>> {
+        self.unreleased
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// An order that has no row yet: its reservation still in a stream.
+    async fn queued_order(&self, id: &OrderId) -> StoreResult<Option<Order>> {
+        for sale in self.orders.sales().await? {
+            if let Some(queued) = self.authority.queued(&sale.id, id).await? {
+                let reservation = queued.reservation;
+                return Ok(Some(Order {
+                    id: reservation.order_id,
+                    sale_id: reservation.sale_id,
+                    user_id: reservation.user_id,
+                    quantity: reservation.quantity,
+                    status: OrderStatus::Queued,
+                    queue_position: Some(queued.position),
+                    created_at: reservation.created_at,
+                    expires_at: reservation.expires_at,
+                    paid_at: None,
+                    payment_ref: None,
+                }));
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl Store for ClusterStore {
+    /// The sales only: who holds what, and the Idempotency-Keys' answers,
+    /// live in Redis, so a node keeps nothing of them in memory.
+    async fn load(&self) -> StoreResult<Snapshot> {
+        Ok(Snapshot {
+            sales: self.orders.sales().await?,
+            live_orders: Vec::new(),
+        })
+    }
+
+    /// Redis first: a sale in the database is one every node may sell, so
+    /// it must exist in Redis before (creating it again changes nothing).
+    async fn create_sale(&self, sale: &Sale) -> StoreResult<()> {
+        self.authority.create_sale(sale).await?;
+        Ok(self.orders.create_sale(sale).await?)
+    }
+
+    /// Never called in cluster mode: Redis takes the reservations.
+    fn reserve(&self, _: Reservation) -> StoreResult<CommitTicket> {
+        Err(StoreError::Unavailable(
+            "in cluster mode reservations are made in Redis".into(),
+        ))
+    }
+
+    async fn pay(
+        &self,
+        order: &OrderId,
+        owner: &UserId,
+        payment_ref: &str,
+    ) -> StoreResult<PayOutcome> {
+        Ok(self
+            .orders
+            .pay(order, owner, payment_ref, Timestamp::now())
+            .await?)
+    }
+
+    async fn cancel(&self, order: &OrderId, owner: &UserId) -> StoreResult<CancelOutcome> {
+        let outcome = self.orders.cancel(order, owner, Timestamp::now()).await?;
+        if let CancelOutcome::Cancelled(order, released) = &outcome {
+            self.give_back(ExpiredOrder {
+                order_id: order.id.clone(),
+                released: released.clone(),
+            })
+            .await;
+        }
+        Ok(outcome)
+    }
+
+    /// Releases what earlier sweeps could not, then expires what is due
+    /// (any node may sweep at once: rows are claimed `SKIP LOCKED`). Returns
+    /// the orders expired now, whether or not Redis took their units yet.
+    async fn expire_due(&self) -> StoreResult<Vec<ReleasedUnits>> {
+        let retry = std::mem::take(&mut *self.unreleased_orders());
+        for order in retry {
+            self.give_back(order).await;
+        }
+        let due = self
+            .orders
+            .claim_expired(Timestamp::now(), SWEEP_BATCH)
+            .await?;
+        let mut released = Vec::with_capacity(due.len());
+        for order in due {
+            released.push(order.released.clone());
+            self.give_back(order).await;
+        }
+        Ok(released)
+    }
+
+    /// The order's row, or while it has none its place in the queue.
+    async fn order(&self, id: &OrderId) -> StoreResult<Option<Order>> {
+        match self.orders.order(id).await? {
+            Some(order) => Ok(Some(order)),
+            None => self.queued_order(id).await,
+        }
+    }
+
+    async fn orders_of(&self, owner: &UserId, sale: Option<&SaleId>) -> StoreResult<Vec<Order>> {
+        Ok(self.orders.orders_of(owner, sale).await?)
+    }
+
+    /// The database's units by status; `queued` is what Redis counts sold
+    /// beyond the rows that hold stock — the reservations still in the
+    /// stream, as long as Redis and the database agree (which `seckill
+    /// reconcile` checks).
+    async fn units_by_status(&self, sale: &SaleId) -> StoreResult<UnitsByStatus> {
+        let mut units = self.orders.units_by_status(sale).await?;
+        if let Some(level) = self.authority.state(sale).await? {
+            units.queued = level
+                .sold
+                .saturating_sub(units.pending_payment + units.paid);
+        }
+        Ok(units)
+    }
+
+    /// Nothing is buffered here: reservations are in Redis, rows committed.
+    async fn close(&self) {}
+}
+
+impl From<OrdersError> for StoreError {
+    fn from(error: OrdersError) -> Self {
+        match error {
+            OrdersError::Corrupt(message) => Self::Corrupt(message),
+            other => Self::Unavailable(format!("database: {other}")),
+        }
+    }
+}
+
+impl From<AuthorityError> for StoreError {
+    fn from(error: AuthorityError) -> Self {
+        Self::Unavailable(error.to_string())
+    }
+}

@@ -1,0 +1,287 @@
+//! This engine as one node of a cluster (DESIGN.md, "Cluster mode"): Redis
+//! decides every purchase, through this node's quota; the database holds
+//! the orders ([`ClusterStore`]), written by the stream consumers this node
+//! runs, one per sale.
+//!
+//! Memory keeps each sale's stock only as a **view** of Redis' count: set
+//! from every answer Redis gives, from the sold-out and restock messages,
+//! and re-read every second. It serves the sold-out fast path, the stock
+//! read and the dashboard; it never decides a purchase.
+//!
+//! Every second the node also picks up the sales other nodes created (a
+//! sale is purchasable on every node within about a second of its
+//! creation), starts their consumers, and counts settled units from the
+//! database for metrics.
+
+use crate::breaker::{Breaker, BreakerRules};
+use crate::error::{ApiError, ApiResult};
+use crate::market::{LiveSale, Purchase, Receipt};
+use crate::{App, AppState};
+use seckill_cluster::authority::{
+    AuthorityConfig, AuthorityError, RedisAuthority, ReserveOutcome, ReserveRequest, StockEvent,
+};
+use seckill_cluster::consumer::{Consumer, ConsumerConfig};
+use seckill_cluster::nodes::Heartbeat;
+use seckill_cluster::orders::{OrdersError, SqlOrders};
+use seckill_cluster::quota::Quotas;
+use seckill_cluster::store::ClusterStore;
+use seckill_core::{ErrorCode, OrderId, OrderStatus, SaleId};
+use seckill_store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How often a node says it is alive, and how long it counts as alive
+/// after its last beat: a dead node's share returns within `HEARTBEAT_TTL`.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
+/// How often the views, the sales and the consumers are brought up to date.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
+/// What a node needs to join a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub redis: AuthorityConfig,
+    /// `postgres://…` or `mysql://…`.
+    pub database_url: String,
+    /// Unique among the nodes: names the heartbeat and the stream consumer.
+    pub node_id: String,
+    /// Units a node may ask Redis for beyond its even share (the 12306
+    /// design's buffer).
+    pub buffer: u64,
+    /// When Redis' circuit breaker opens.
+    pub redis_breaker: BreakerRules,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error(transparent)]
+    Redis(#[from] AuthorityError),
+    #[error("the order database: {0}")]
+    Database(#[from] OrdersError),
+}
+
+pub struct Cluster {
+    node_id: String,
+    authority: RedisAuthority,
+    orders: SqlOrders,
+    quotas: Arc<Quotas>,
+    heartbeat: Mutex<Option<Heartbeat>>,
+    consumers: Mutex<HashMap<SaleId, JoinHandle<()>>>,
+    /// Open while Redis keeps failing: purchases get 503 at once.
+    breaker: Arc<Breaker>,
+}
+
+impl Cluster {
+    /// Connects to Redis (checking it can give the durability asked for)
+    /// and to the database (applying its migrations), and starts beating.
+    /// Returns the node and the store the engine runs on.
+    pub async fn join(config: ClusterConfig) -> Result<(Arc<Self>, Arc<dyn Store>), JoinError> {
+        let authority = RedisAuthority::connect(config.redis).await?;
+        let orders = SqlOrders::connect(&config.database_url).await?;
+        let heartbeat = Heartbeat::start(
+            authority.clone(),
+            config.node_id.clone(),
+            HEARTBEAT_EVERY,
+            HEARTBEAT_TTL,
+        )
+        .await?;
+        let cluster = Arc::new(Self {
+            quotas: Quotas::new(config.buffer, heartbeat.live_nodes()),
+            heartbeat: Mutex::new(Some(heartbeat)),
+            node_id: config.node_id,
+            consumers: Mutex::default(),
+            breaker: Arc::new(Breaker::new("redis", config.redis_breaker)),
+            authority: authority.clone(),
+            orders: orders.clone(),
+        });
+        Ok((cluster, Arc::new(ClusterStore::new(orders, authority))))
+    }
+
+    /// A purchase, decided by Redis through this node's quota (answered
+    /// sold out here once the node knows the stock is gone). Redis being
+    /// unreachable is a 503, never a guess (I7).
+    pub(crate) async fn purchase(&self, sale: &LiveSale, purchase: Purchase) -> ApiResult<Receipt> {
+        let call = self.breaker.call().map_err(|_| {
+            ApiError::unavailable("the stock authority keeps failing; nothing was reserved")
+        })?;
+        let order_id = OrderId::generate();
+        let request = ReserveRequest {
+            sale_id: &sale.sale.id,
+            user_id: &purchase.user,
+            quantity: purchase.quantity,
+            order_id: &order_id,
+            idempotency_key: purchase.idempotency_key.as_deref(),
+        };
+        let result = self
+            .quotas
+            .get(&sale.sale.id)
+            .reserve(&self.authority, &request)
+            .await;
+        call.report(&result);
+        let outcome = result.map_err(|error| {
+            tracing::warn!(sale = %sale.sale.id, %error, "purchase refused: Redis failed");
+            ApiError::unavailable("the stock authority is unavailable; nothing was reserved")
+        })?;
+        if let Some(remaining) = outcome.remaining() {
+            sale.stock.set(remaining);
+        }
+        let refusal = match outcome {
+            ReserveOutcome::Reserved {
+                order_id,
+                expires_at,
+                ..
+            }
+            | ReserveOutcome::Duplicate {
+                order_id,
+                expires_at,
+                ..
+            } => {
+                return Ok(Receipt {
+                    order_id,
+                    sale_id: sale.sale.id.clone(),
+                    status: OrderStatus::Queued,
+                    expires_at,
+                });
+            }
+            ReserveOutcome::LimitReached { .. } => ApiError::new(
+                ErrorCode::LimitReached,
+                "you already hold the most this sale allows per user",
+            ),
+            ReserveOutcome::SoldOut { .. } => {
+                ApiError::new(ErrorCode::SoldOut, "the sale is sold out")
+            }
+            ReserveOutcome::NotStarted { .. } => {
+                ApiError::new(ErrorCode::NotStarted, "the sale has not started")
+            }
+            ReserveOutcome::Ended { .. } => ApiError::new(ErrorCode::Ended, "the sale has ended"),
+            ReserveOutcome::UnknownSale => {
+                tracing::error!(sale = %sale.sale.id, "Redis does not know this sale; run `seckill reconcile`");
+                ApiError::unavailable("the stock authority does not know this sale")
+            }
+        };
+        Err(refusal)
+    }
+
+    /// Starts following the stock messages and the once-a-second refresh.
+    pub(crate) fn spawn(self: &Arc<Self>, app: App) -> Vec<JoinHandle<()>> {
+        let follower = tokio::spawn({
+            let (cluster, app) = (Arc::clone(self), Arc::clone(&app));
+            async move { cluster.follow_events(&app).await }
+        });
+        let refresher = tokio::spawn({
+            let cluster = Arc::clone(self);
+            async move {
+                let mut tick = tokio::time::interval(REFRESH_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    cluster.refresh(&app).await;
+                }
+            }
+        });
+        vec![follower, refresher]
+    }
+
+    /// Stops the consumers (their unacknowledged entries go to the other
+    /// nodes) and leaves the live nodes, so the others' quotas grow at once.
+    pub(crate) async fn leave(&self) {
+        let consumers = std::mem::take(
+            &mut *self
+                .consumers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        consumers.values().for_each(JoinHandle::abort);
+        let heartbeat = self
+            .heartbeat
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(heartbeat) = heartbeat
+            && let Err(error) = heartbeat.leave().await
+        {
+            tracing::warn!(%error, "could not leave the live nodes; they notice when the heartbeat expires");
+        }
+    }
+
+    /// Sold out: the view drops to zero at once. Restock, or messages that
+    /// may have been missed: the views are read again.
+    async fn follow_events(&self, app: &AppState) {
+        let mut events = self.authority.events();
+        while let Some(event) = events.next().await {
+            self.quotas.apply(&event);
+            match event {
+                StockEvent::SoldOut(sale_id) => {
+                    if let Some(sale) = app.market.get(sale_id.as_str()) {
+                        sale.stock.set(0);
+                    }
+                }
+                StockEvent::Restock(sale_id) => {
+                    if let Some(sale) = app.market.get(sale_id.as_str()) {
+                        self.read_view(&sale).await;
+                    }
+                }
+                StockEvent::Resync => {
+                    for sale in app.market.all() {
+                        self.read_view(&sale).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adopts sales created elsewhere, keeps a consumer on every sale,
+    /// reads the views, and counts settled units for metrics.
+    async fn refresh(&self, app: &AppState) {
+        match app.market.store().load().await {
+            Ok(snapshot) => {
+                for sale in snapshot.sales {
+                    app.market.adopt(sale);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not list the sales"),
+        }
+        for sale in app.market.all() {
+            self.keep_consuming(&sale.sale.id);
+            self.read_view(&sale).await;
+        }
+        if let Err(error) = app.market.count_settled().await {
+            tracing::debug!(%error, "could not count settled units");
+        }
+    }
+
+    async fn read_view(&self, sale: &LiveSale) {
+        match self.authority.state(&sale.sale.id).await {
+            Ok(Some(level)) => sale.stock.set(level.remaining()),
+            Ok(None) => {}
+            Err(error) => tracing::debug!(sale = %sale.sale.id, %error, "stock view not refreshed"),
+        }
+    }
+
+    /// Starts (or restarts, if it ended) this node's consumer of the sale.
+    fn keep_consuming(&self, sale_id: &SaleId) {
+        let mut consumers = self
+            .consumers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if consumers
+            .get(sale_id)
+            .is_some_and(|task| !task.is_finished())
+        {
+            return;
+        }
+        match Consumer::new(
+            self.authority.client(),
+            self.orders.clone(),
+            sale_id.clone(),
+            ConsumerConfig::new(self.node_id.clone()),
+        ) {
+            Ok(consumer) => {
+                consumers.insert(sale_id.clone(), tokio::spawn(consumer.run()));
+            }
+            Err(error) => tracing::warn!(sale = %sale_id, %error, "could not start a consumer"),
+        }
+    }
+}
