@@ -293,11 +293,15 @@ async fn serve(args: ServeArgs, resolved: Resolved) -> Result<()> {
         rate_limits,
         tls,
     };
+    let node_id = cluster.as_ref().map(|cluster| cluster.node_id.clone());
     let server = match cluster {
         Some(cluster) => join_cluster(cluster, config).await?,
         None => open_server(&data_dir, config).await?,
     };
     println!("listening on {scheme}://{address}");
+    if let Some(node_id) = node_id {
+        println!("cluster node {node_id}");
+    }
     for (what, secret) in [
         ("JWT secret", &jwt_secret.file),
         ("admin token", &admin_token.file),
@@ -323,15 +327,12 @@ pub async fn open_server(data_dir: &Path, config: ServerConfig) -> Result<Server
 
 /// One node of a cluster: Redis and the database reached, memory loaded.
 async fn join_cluster(cluster: ClusterConfig, config: ServerConfig) -> Result<Server> {
-    let node_id = cluster.node_id.clone();
     let (cluster, store) = Cluster::join(cluster)
         .await
         .context("joining the cluster")?;
-    let server = Server::open(config, store, Some(cluster))
+    Server::open(config, store, Some(cluster))
         .await
-        .context("opening the engine")?;
-    println!("cluster node {node_id}");
-    Ok(server)
+        .context("opening the engine")
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -14,7 +14,7 @@ mod rows;
 
 pub use dialect::Dialect;
 
-use rows::{ORDER_COLUMNS, SALE_COLUMNS, bigint};
+use rows::{ORDER_COLUMNS, bigint};
 use seckill_core::{Order, OrderId, OrderStatus, Sale, SaleId, Timestamp, UserId};
 use seckill_store::{CancelOutcome, PayOutcome, ReleasedUnits, Reservation, UnitsByStatus};
 use sqlx::AnyPool;
@@ -131,7 +131,8 @@ impl SqlOrders {
 
     /// Every sale, oldest first.
     pub async fn sales(&self) -> OrdersResult<Vec<Sale>> {
-        let sql = format!("SELECT {SALE_COLUMNS} FROM sales ORDER BY created_at, id");
+        let columns = rows::sale_columns(self.dialect);
+        let sql = format!("SELECT {columns} FROM sales ORDER BY created_at, id");
         sqlx::query(self.dialect.sql(&sql))
             .fetch_all(&self.pool)
             .await?

@@ -1,14 +1,22 @@
 //! Mapping between rows and domain types. Times are BIGINT unix
 //! milliseconds; counts are BIGINT (they fit: see the sale bounds).
 
-use super::{ExpiredOrder, OrdersError};
+use super::{Dialect, ExpiredOrder, OrdersError};
 use seckill_core::{Order, OrderStatus, Sale, Timestamp};
 use seckill_store::ReleasedUnits;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-pub const SALE_COLUMNS: &str = "id, name, stock, price_cents, starts_at, ends_at, per_user_limit, \
-     payment_timeout_secs, require_purchase_token, created_at";
+/// The columns of a sale, `require_purchase_token` as a BIGINT 0 or 1
+/// (sqlx's `Any` driver cannot read MySQL's BOOLEAN, a TINYINT).
+pub fn sale_columns(dialect: Dialect) -> String {
+    format!(
+        "id, name, stock, price_cents, starts_at, ends_at, per_user_limit, payment_timeout_secs, \
+         CAST(CASE WHEN require_purchase_token THEN 1 ELSE 0 END AS {}) AS require_purchase_token, \
+         created_at",
+        dialect.bigint()
+    )
+}
 
 pub const ORDER_COLUMNS: &str =
     "id, sale_id, user_id, quantity, status, created_at, expires_at, paid_at, payment_ref";
@@ -33,7 +41,7 @@ pub fn status(row: &AnyRow) -> Result<OrderStatus, OrdersError> {
         .ok_or_else(|| OrdersError::Corrupt(format!("unknown order status {status:?}")))
 }
 
-/// A row of `SALE_COLUMNS`.
+/// A row of [`sale_columns`].
 pub fn sale(row: &AnyRow) -> Result<Sale, OrdersError> {
     Ok(Sale {
         id: text(row, "id")?.into(),
@@ -46,7 +54,7 @@ pub fn sale(row: &AnyRow) -> Result<Sale, OrdersError> {
             .map(Timestamp::from_millis),
         per_user_limit: count(row, "per_user_limit")?,
         payment_timeout_secs: count(row, "payment_timeout_secs")?,
-        require_purchase_token: row.try_get("require_purchase_token")?,
+        require_purchase_token: row.try_get::<i64, _>("require_purchase_token")? != 0,
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
     })
 }

@@ -1,0 +1,570 @@
+//! Cluster mode end to end: real `seckill serve --redis --database` nodes,
+//! a redis-server of each test's own (so that it can be killed and
+//! restarted, and node counts and messages are the test's alone), the real
+//! PostgreSQL and MariaDB in a schema of the test's own, and nginx in front.
+//! The invariants are checked from Redis and the database afterwards.
+//!
+//! Needs `SECKILL_TEST_DATABASE_URL_POSTGRES` (and `…_MYSQL` for the
+//! MariaDB runs) and `/usr/bin/redis-server`; without them each test says
+//! SKIPPED. With `SECKILL_TEST_REDIS_URL` set (as in CI) a missing
+//! redis-server is a failure.
+
+mod common;
+#[path = "../../seckill-cluster/tests/common/private_redis.rs"]
+#[allow(dead_code)] // shared with the cluster crate's tests, which use all of it
+mod private_redis;
+
+use common::nginx::{Nginx, address_of, nginx_binary};
+use common::*;
+use futures::StreamExt;
+use private_redis::PrivateRedis;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Row};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+const POSTGRES: &str = "SECKILL_TEST_DATABASE_URL_POSTGRES";
+const MYSQL: &str = "SECKILL_TEST_DATABASE_URL_MYSQL";
+
+/// A buffer small enough that the quota is exercised, not bypassed.
+const BUFFER: u64 = 10;
+
+// ---------------------------------------------------------------------------
+// The cluster under test
+// ---------------------------------------------------------------------------
+
+/// A schema (PostgreSQL) or database (MariaDB) of the test's own, so that
+/// the nodes see no other test's sales; dropped at the end of a passing test.
+struct OrderDb {
+    /// What the nodes are given.
+    url: String,
+    pool: AnyPool,
+    /// `DROP SCHEMA … CASCADE` or `DROP DATABASE …`.
+    drop: String,
+}
+
+impl OrderDb {
+    /// `None` (said out loud) when `var` is not set.
+    async fn create(var: &str, test: &str) -> Option<Self> {
+        let Ok(base) = std::env::var(var) else {
+            eprintln!("SKIPPED: {test} on {var}: {var} not set");
+            return None;
+        };
+        sqlx::any::install_default_drivers();
+        let name = format!(
+            "seckill_t{}",
+            uuid_suffix().replace('-', "").get(..20).unwrap_or_default()
+        );
+        let admin = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&base)
+            .await
+            .unwrap_or_else(|e| panic!("{var}={base}: {e}"));
+        let (create, drop, url) = if base.starts_with("postgres") {
+            let joiner = if base.contains('?') { '&' } else { '?' };
+            (
+                format!("CREATE SCHEMA {name}"),
+                format!("DROP SCHEMA {name} CASCADE"),
+                format!("{base}{joiner}options=-c%20search_path%3D{name}"),
+            )
+        } else {
+            let server = base.rsplit_once('/').map_or(base.as_str(), |(s, _)| s);
+            (
+                format!("CREATE DATABASE {name}"),
+                format!("DROP DATABASE {name}"),
+                format!("{server}/{name}"),
+            )
+        };
+        sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let pool = AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .unwrap();
+        Some(Self { url, pool, drop })
+    }
+
+    /// The ids of the sale's order rows.
+    async fn order_ids(&self, sale: &str) -> HashSet<String> {
+        let sql = if self.url.starts_with("postgres") {
+            "SELECT id FROM orders WHERE sale_id = $1"
+        } else {
+            "SELECT id FROM orders WHERE sale_id = ?"
+        };
+        sqlx::query(sql)
+            .bind(sale)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.iter().map(|row| row.get::<String, _>(0)).collect())
+            .unwrap_or_default()
+    }
+
+    async fn remove(self) {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(self.drop))
+            .execute(&self.pool)
+            .await;
+        self.pool.close().await;
+    }
+}
+
+fn uuid_suffix() -> String {
+    // Unique enough across parallel tests and runs: time and process.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{nanos:x}{:x}", std::process::id())
+}
+
+/// Redis, the database and N nodes sharing secrets, as behind nginx.
+struct Cluster {
+    redis: PrivateRedis,
+    db: OrderDb,
+    nodes: Vec<Option<Seckill>>,
+}
+
+impl Cluster {
+    /// `None` when a service is missing (said out loud).
+    async fn start(
+        test: &str,
+        db_var: &str,
+        nodes: usize,
+        redis_args: &[&str],
+        flags: &[&str],
+    ) -> Option<Self> {
+        let db = OrderDb::create(db_var, test).await?;
+        let Some(redis) = PrivateRedis::start(redis_args).await else {
+            assert!(
+                std::env::var("SECKILL_TEST_REDIS_URL").is_err(),
+                "redis-server is missing and SECKILL_TEST_REDIS_URL is set"
+            );
+            return None;
+        };
+        let buffer = BUFFER.to_string();
+        let mut all = vec![
+            "--redis",
+            &redis.url(),
+            "--database",
+            &db.url,
+            "--buffer",
+            &buffer,
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        all.extend(flags.iter().map(|f| f.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let first = Seckill::start_with(&all).await;
+        let mut started = vec![];
+        for _ in 1..nodes {
+            started.push(Some(Seckill::start_like(&first, &all).await));
+        }
+        started.insert(0, Some(first));
+        Some(Self {
+            redis,
+            db,
+            nodes: started,
+        })
+    }
+
+    fn node(&self, i: usize) -> &Seckill {
+        self.nodes[i].as_ref().expect("a running node")
+    }
+
+    fn live(&self) -> impl Iterator<Item = &Seckill> {
+        self.nodes.iter().flatten()
+    }
+
+    /// A sale created through the first node, once every node sells it
+    /// (nodes pick up others' sales within about a second).
+    async fn open_sale(&self, fields: Value) -> String {
+        let sale = self.node(0).open_sale_with(fields).await;
+        for node in self.live() {
+            let path = format!("/api/v1/sales/{sale}");
+            eventually(PATIENCE, "every node knows the sale", || async {
+                (node.get(&path, &Auth::None).await.status == StatusCode::OK).then_some(())
+            })
+            .await;
+        }
+        sale
+    }
+
+    /// Redis' `sold` for the sale.
+    async fn sold(&self, sale: &str) -> u64 {
+        let client = redis::Client::open(self.redis.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("HGET")
+            .arg(format!("seckill:{{{sale}}}:sale"))
+            .arg("sold")
+            .query_async::<Option<u64>>(&mut conn)
+            .await
+            .unwrap()
+            .unwrap_or(0)
+    }
+
+    /// Purchases sent to Redis for the sale, summed over the running nodes.
+    async fn reserve_calls(&self, sale: &str) -> u64 {
+        let needle = format!("seckill_redis_calls_total{{sale_id=\"{sale}\",op=\"reserve\"}} ");
+        let mut calls = 0;
+        for node in self.live() {
+            let metrics = node.get("/metrics", &Auth::None).await.text();
+            calls += metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(&needle))
+                .map_or(0, |n| n.trim().parse::<u64>().expect("a count"));
+        }
+        calls
+    }
+
+    /// Waits until the database holds exactly `expected` orders of the sale
+    /// and every acknowledged order is among them.
+    async fn assert_orders_materialize(
+        &self,
+        sale: &str,
+        acknowledged: &HashSet<String>,
+        expected: usize,
+    ) {
+        let rows = eventually(
+            Duration::from_secs(60),
+            "every order in the database",
+            || async {
+                let rows = self.db.order_ids(sale).await;
+                (rows.len() >= expected && acknowledged.is_subset(&rows)).then_some(rows)
+            },
+        )
+        .await;
+        assert_eq!(rows.len(), expected, "order rows of the sale");
+    }
+
+    async fn stop(self) {
+        for mut node in self.nodes.into_iter().flatten() {
+            node.stop().await;
+        }
+        self.db.remove().await;
+    }
+}
+
+/// What a crowd got.
+#[derive(Default, Debug)]
+struct Outcome {
+    /// Order ids of the 202s.
+    reserved: HashSet<String>,
+    sold_out: usize,
+    /// 503s and transport errors (a node or Redis down).
+    unavailable: usize,
+}
+
+/// `users` distinct users (`prefix-N`) buy one unit each through `apis`
+/// in turn, `concurrency` at a time; anything but 202, 409 sold_out, 503
+/// or (with `tolerate_errors`) no answer fails the test.
+async fn crowd(
+    apis: &[Api],
+    sale: &str,
+    prefix: &str,
+    users: usize,
+    concurrency: usize,
+    tolerate_errors: bool,
+) -> Outcome {
+    let answers: Vec<Result<Resp, String>> = futures::stream::iter(0..users)
+        .map(|i| {
+            let api = apis[i % apis.len()].clone();
+            let user = format!("{prefix}-{i}");
+            async move {
+                api.try_purchase(&user, sale, None, None)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut outcome = Outcome::default();
+    for answer in answers {
+        match answer {
+            Ok(resp) if resp.status == StatusCode::ACCEPTED => {
+                outcome.reserved.insert(resp.accepted(sale));
+            }
+            Ok(resp) if resp.status == StatusCode::CONFLICT => {
+                resp.expect_error(StatusCode::CONFLICT, "sold_out");
+                outcome.sold_out += 1;
+            }
+            Ok(resp) if resp.status == StatusCode::SERVICE_UNAVAILABLE && tolerate_errors => {
+                resp.expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+                outcome.unavailable += 1;
+            }
+            Err(_) if tolerate_errors => outcome.unavailable += 1,
+            Ok(resp) => panic!("unexpected answer {} {}", resp.status, resp.text()),
+            Err(e) => panic!("no answer: {e}"),
+        }
+    }
+    outcome
+}
+
+/// Buys with fresh users on `api` until Redis reports the sale sold out.
+async fn sell_out(
+    cluster: &Cluster,
+    api: &Api,
+    sale: &str,
+    stock: u64,
+    bought: &mut HashSet<String>,
+) {
+    let mut round = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.sold(sale).await < stock {
+        assert!(
+            Instant::now() < deadline,
+            "the sale did not sell out: {} of {stock}",
+            cluster.sold(sale).await
+        );
+        let outcome = crowd(
+            std::slice::from_ref(api),
+            sale,
+            &format!("late{round}"),
+            20,
+            4,
+            true,
+        )
+        .await;
+        bought.extend(outcome.reserved);
+        round += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------
+
+/// Three nodes behind nginx, a crowd ten times the stock: exactly the stock
+/// is sold, every acknowledged order is in the database, and Redis was
+/// asked about as many times as there were units (within the quota's bound).
+async fn rush_through_nginx(db_var: &str, users: usize, stock: u64) {
+    let test = "rush_through_nginx";
+    let Some(nginx) = nginx_binary() else { return };
+    let Some(cluster) = Cluster::start(test, db_var, 3, &[], &[]).await else {
+        return;
+    };
+    let sale = cluster
+        .open_sale(json!({ "stock": stock, "per_user_limit": 1 }))
+        .await;
+    let upstreams: Vec<String> = cluster.live().map(address_of).collect();
+    let proxy = Nginx::start(&nginx, &upstreams, &["--strategy", "round_robin"]).await;
+    let api = cluster.node(0).at(&proxy.base);
+
+    let started = Instant::now();
+    let outcome = crowd(std::slice::from_ref(&api), &sale, "rush", users, 64, false).await;
+    let elapsed = started.elapsed();
+    assert_eq!(outcome.reserved.len() as u64, stock, "202s: {outcome:?}");
+    assert_eq!(outcome.sold_out, users - stock as usize);
+    assert_eq!(cluster.sold(&sale).await, stock, "Redis sold");
+    cluster
+        .assert_orders_materialize(&sale, &outcome.reserved, stock as usize)
+        .await;
+
+    // The quota's bound (crates/seckill-cluster/src/quota.rs): S + R + Σh,
+    // h ≤ 2(⌈S/N⌉ + B) per node; nothing was released here (R = 0).
+    let nodes = 3;
+    let bound = stock + 2 * nodes * (stock.div_ceil(nodes) + BUFFER);
+    let calls = cluster.reserve_calls(&sale).await;
+    eprintln!(
+        "{db_var}: {users} users, stock {stock}, 3 nodes, buffer {BUFFER}: {calls} Redis reserve calls \
+         ({:.3} per unit; stock + nodes × buffer = {}), {:.1} s",
+        calls as f64 / stock as f64,
+        stock + nodes * BUFFER,
+        elapsed.as_secs_f64()
+    );
+    assert!(
+        calls >= stock && calls <= bound,
+        "{calls} calls, bound {bound}"
+    );
+    for node in cluster.live() {
+        assert_eq!(node.stock(&sale).await["remaining"], 0, "{}", node.base);
+    }
+    drop(proxy);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_behind_nginx_sell_exactly_the_stock_on_postgres() {
+    rush_through_nginx(POSTGRES, 20_000, 2_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_behind_nginx_sell_exactly_the_stock_on_mariadb() {
+    rush_through_nginx(MYSQL, 5_000, 500).await;
+}
+
+/// Pay on one node what was bought on another; cancel and expiry put the
+/// units back for every node.
+async fn order_lifecycle(db_var: &str) {
+    let Some(cluster) = Cluster::start("order_lifecycle", db_var, 2, &[], &[]).await else {
+        return;
+    };
+    let sale = cluster
+        .open_sale(json!({ "stock": 3, "per_user_limit": 1, "payment_timeout_secs": 1 }))
+        .await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let paid = a.buy("payer", &sale).await;
+    let cancelled = b.buy("canceller", &sale).await;
+    let expired = a.buy("sleeper", &sale).await;
+    b.purchase("late", &sale)
+        .await
+        .expect_error(StatusCode::CONFLICT, "sold_out");
+
+    // Queued until a consumer writes the row, then payable on any node.
+    eventually(PATIENCE, "the order is payable", || async {
+        let order = b.order_of("payer", &paid).await;
+        (order["status"] == "pending_payment").then_some(())
+    })
+    .await;
+    assert_eq!(
+        b.pay("payer", &paid, "ref-1").await.expect(StatusCode::OK)["status"],
+        "paid"
+    );
+    eventually(PATIENCE, "the order is cancellable", || async {
+        let resp = a.cancel("canceller", &cancelled).await;
+        (resp.status == StatusCode::OK).then_some(())
+    })
+    .await;
+    eventually(PATIENCE, "the unpaid order expires", || async {
+        (a.order_of("sleeper", &expired).await["status"] == "expired").then_some(())
+    })
+    .await;
+    for node in [a, b] {
+        eventually(PATIENCE, "two units back on sale on every node", || async {
+            (node.stock(&sale).await["remaining"] == 2).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(cluster.sold(&sale).await, 1);
+    let again = b.buy("late", &sale).await;
+    assert_ne!(again, cancelled);
+    let report = eventually(PATIENCE, "the report counts each outcome", || async {
+        let report = a.report(&sale).await;
+        let units = report.remaining + report.queued + report.pending_payment + report.paid;
+        (report.paid == 1 && report.cancelled == 1 && report.expired == 1 && units == 3)
+            .then_some(report)
+    })
+    .await;
+    assert_eq!(report.remaining, 1, "{report:?}");
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orders_are_paid_cancelled_and_expired_across_nodes_on_postgres() {
+    order_lifecycle(POSTGRES).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orders_are_paid_cancelled_and_expired_across_nodes_on_mariadb() {
+    order_lifecycle(MYSQL).await;
+}
+
+/// `kill -9` of a node mid-rush: no oversell, every 202 becomes an order
+/// (its consumer's entries are reclaimed), and once its heartbeat expires
+/// the other two sell its share: the sale sells out completely.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_killed_mid_rush_loses_nothing_and_the_rest_sell_out() {
+    let Some(mut cluster) = Cluster::start("node_killed", POSTGRES, 3, &[], &[]).await else {
+        return;
+    };
+    const STOCK: u64 = 600;
+    let sale = cluster
+        .open_sale(json!({ "stock": STOCK, "per_user_limit": 1 }))
+        .await;
+    let apis: Vec<Api> = cluster.live().map(Seckill::api).collect();
+
+    let mut reserved = crowd(&apis, &sale, "before", 300, 16, false).await.reserved;
+    let rush = {
+        let (apis, sale) = (apis.clone(), sale.clone());
+        tokio::spawn(async move { crowd(&apis, &sale, "during", 600, 16, true).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.nodes[2].take().expect("node 2").kill();
+    reserved.extend(rush.await.unwrap().reserved);
+
+    let api = cluster.node(0).api();
+    sell_out(&cluster, &api, &sale, STOCK, &mut reserved).await;
+    assert_eq!(cluster.sold(&sale).await, STOCK, "Redis sold");
+    cluster
+        .assert_orders_materialize(&sale, &reserved, STOCK as usize)
+        .await;
+    cluster.stop().await;
+}
+
+/// Redis (AOF, fsync always; nodes with `--redis-durability aof`) killed
+/// and restarted mid-sale: every acknowledged reservation survives, sold
+/// never exceeds the stock, and the nodes sell again without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_restarted_mid_sale_loses_no_acknowledged_reservation() {
+    let aof = ["--appendonly", "yes", "--appendfsync", "always"];
+    let flags = ["--redis-durability", "aof"];
+    let Some(mut cluster) = Cluster::start("redis_restarted", POSTGRES, 2, &aof, &flags).await
+    else {
+        return;
+    };
+    const STOCK: u64 = 400;
+    let sale = cluster
+        .open_sale(json!({ "stock": STOCK, "per_user_limit": 1 }))
+        .await;
+    let apis: Vec<Api> = cluster.live().map(Seckill::api).collect();
+
+    let rush = {
+        let (apis, sale) = (apis.clone(), sale.clone());
+        tokio::spawn(async move { crowd(&apis, &sale, "rush", 800, 16, true).await })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    cluster.redis.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.redis.restart().await;
+    let outcome = rush.await.unwrap();
+    let mut reserved = outcome.reserved;
+    assert!(cluster.sold(&sale).await <= STOCK);
+
+    let api = cluster.node(1).api();
+    sell_out(&cluster, &api, &sale, STOCK, &mut reserved).await;
+    assert_eq!(cluster.sold(&sale).await, STOCK, "Redis sold");
+    cluster
+        .assert_orders_materialize(&sale, &reserved, STOCK as usize)
+        .await;
+    cluster.stop().await;
+}
+
+/// Redis down: purchases are refused with 503 and Retry-After at once
+/// (I7); Redis back: they succeed again, with no node restarted.
+#[tokio::test(flavor = "multi_thread")]
+async fn purchases_fail_closed_while_redis_is_down_and_resume_after() {
+    let aof = ["--appendonly", "yes", "--appendfsync", "always"];
+    let Some(mut cluster) = Cluster::start("redis_down", POSTGRES, 1, &aof, &[]).await else {
+        return;
+    };
+    let sale = cluster
+        .open_sale(json!({ "stock": 50, "per_user_limit": 1 }))
+        .await;
+    let node = cluster.node(0).api();
+    node.buy("before", &sale).await;
+
+    cluster.redis.kill();
+    for i in 0..5 {
+        let started = Instant::now();
+        let resp = node.purchase(&format!("during-{i}"), &sale).await;
+        resp.expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        assert_eq!(resp.header("retry-after"), Some("1"));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "refused after {:?}",
+            started.elapsed()
+        );
+    }
+    cluster.redis.restart().await;
+    eventually(PATIENCE, "purchases succeed again", || async {
+        let resp = node.purchase("after", &sale).await;
+        (resp.status == StatusCode::ACCEPTED).then_some(())
+    })
+    .await;
+    cluster.stop().await;
+}

@@ -1,0 +1,104 @@
+//! A `redis-server` of a test's own, on a free port and in its own
+//! directory, that the test can kill and restart (AOF survival, outages).
+//! Shared with the engine's cluster tests (`crates/seckill-cli/tests`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `redis-server` of the test's own on a free port, in its own directory.
+pub struct PrivateRedis {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    const BINARY: &str = "/usr/bin/redis-server";
+
+    /// Starts one with `args` added to port, dir and no snapshots; `None`
+    /// (said out loud) when redis-server is not installed.
+    pub async fn start(args: &[&str]) -> Option<Self> {
+        if !Path::new(Self::BINARY).exists() {
+            let _ = writeln!(std::io::stderr(), "SKIPPED: {} not found", Self::BINARY);
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let mut redis = Self {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            child: None,
+        };
+        redis.restart().await;
+        Some(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Sends a signal to the server (e.g. STOP, CONT).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill")
+            .args(["-s", signal, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -s {signal} {pid}");
+    }
+
+    /// `kill -9`: no shutdown, no final save.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts it again on the same port and directory, and waits until it
+    /// answers PING (it answers LOADING while it reads its AOF).
+    pub async fn restart(&mut self) {
+        self.kill();
+        let child = Command::new(Self::BINARY)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let url = self.url();
+        for _ in 0..100 {
+            if let Ok(client) = redis::Client::open(url.as_str())
+                && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server on port {} did not come up", self.port);
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
