@@ -13,11 +13,14 @@ mod common;
 #[path = "../../seckill-cluster/tests/common/private_redis.rs"]
 #[allow(dead_code)] // shared with the cluster crate's tests, which use all of it
 mod private_redis;
+#[path = "../../seckill-cluster/tests/common/relay.rs"]
+mod relay;
 
 use common::nginx::{Nginx, address_of, nginx_binary};
 use common::*;
 use futures::StreamExt;
 use private_redis::PrivateRedis;
+use relay::Relay;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 use std::collections::HashSet;
@@ -136,7 +139,27 @@ impl Cluster {
         redis_args: &[&str],
         flags: &[&str],
     ) -> Option<Self> {
+        Self::start_through(test, db_var, nodes, redis_args, flags, None).await
+    }
+
+    /// [`Cluster::start`] with the nodes reaching the database through
+    /// `relay` (to cut it off).
+    async fn start_through(
+        test: &str,
+        db_var: &str,
+        nodes: usize,
+        redis_args: &[&str],
+        flags: &[&str],
+        relay: Option<&Relay>,
+    ) -> Option<Self> {
         let db = OrderDb::create(db_var, test).await?;
+        let node_db = match relay {
+            Some(relay) => {
+                let (template, _) = Relay::route(&db.url);
+                template.replace("RELAY", &relay.addr.to_string())
+            }
+            None => db.url.clone(),
+        };
         let Some(redis) = PrivateRedis::start(redis_args).await else {
             assert!(
                 std::env::var("SECKILL_TEST_REDIS_URL").is_err(),
@@ -149,7 +172,7 @@ impl Cluster {
             "--redis",
             &redis.url(),
             "--database",
-            &db.url,
+            &node_db,
             "--buffer",
             &buffer,
         ]
@@ -566,5 +589,47 @@ async fn purchases_fail_closed_while_redis_is_down_and_resume_after() {
         (resp.status == StatusCode::ACCEPTED).then_some(())
     })
     .await;
+    cluster.stop().await;
+}
+
+/// The database cut off: purchases go on (the Redis stream is their
+/// durable record); reading an order answers 503; once the database is
+/// back every acknowledged order becomes a row, with no node restarted.
+#[tokio::test(flavor = "multi_thread")]
+async fn purchases_go_on_while_the_database_is_unreachable() {
+    let Ok(base) = std::env::var(POSTGRES) else {
+        eprintln!("SKIPPED: database_unreachable on {POSTGRES}: {POSTGRES} not set");
+        return;
+    };
+    let (_, target) = Relay::route(&base);
+    let relay = Relay::start(target).await;
+    let Some(cluster) =
+        Cluster::start_through("database_unreachable", POSTGRES, 2, &[], &[], Some(&relay)).await
+    else {
+        return;
+    };
+    let sale = cluster
+        .open_sale(json!({ "stock": 100, "per_user_limit": 1 }))
+        .await;
+    let apis: Vec<Api> = cluster.live().map(Seckill::api).collect();
+    let mut reserved = crowd(&apis, &sale, "before", 20, 4, false).await.reserved;
+
+    relay.open.send_replace(false);
+    let during = crowd(&apis, &sale, "during", 40, 4, false).await;
+    assert_eq!(during.reserved.len(), 40, "{during:?}");
+    let order = during.reserved.iter().next().expect("an order");
+    // The store is asked before the owner is checked: any user will do.
+    eventually(PATIENCE, "reading an order fails closed", || async {
+        let resp = apis[0].order("during-0", order).await;
+        (resp.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
+    reserved.extend(during.reserved);
+
+    relay.open.send_replace(true);
+    cluster
+        .assert_orders_materialize(&sale, &reserved, 60)
+        .await;
+    assert_eq!(cluster.sold(&sale).await, 60);
     cluster.stop().await;
 }

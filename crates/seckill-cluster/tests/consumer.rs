@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{connection, database_urls, databases, new_sale, now, redis};
+use common::{Relay, connection, database_urls, databases, new_sale, now, redis};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{
@@ -17,10 +17,7 @@ use seckill_cluster::orders::SqlOrders;
 use seckill_cluster::queue::queue_position;
 use seckill_cluster::stream::ORDERS_GROUP;
 use seckill_core::{OrderId, SaleId};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -293,56 +290,6 @@ async fn entries_that_cannot_be_stored_end_in_the_dead_letter_stream() {
         assert_eq!(store.order(&refused).await.unwrap(), None);
         assert_stored_once(&store, &sale, &good).await;
         forget(&mut redis, &sale).await;
-    }
-}
-
-/// A TCP relay to a database that can be cut: while cut, it drops every
-/// connection, open or new — the database as seen through a dead network.
-struct Relay {
-    addr: SocketAddr,
-    open: watch::Sender<bool>,
-}
-
-impl Relay {
-    async fn start(target: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (open, watching) = watch::channel(true);
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                let mut open = watching.clone();
-                if !*open.borrow() {
-                    continue; // dropped: the client sees the connection close
-                }
-                let target = target.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = open.wait_for(|open| !open) => {}
-                    }
-                });
-            }
-        });
-        Self { addr, open }
-    }
-
-    /// `url` (scheme://[user@]host:port/db) and its host:port, with this
-    /// relay in place of the host and port.
-    fn route(url: &str) -> (String, String) {
-        let (scheme, rest) = url.split_once("://").unwrap();
-        let (user, rest) = rest.rsplit_once('@').map_or(("", rest), |(u, r)| (u, r));
-        let (target, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let at = if user.is_empty() { "" } else { "@" };
-        (
-            format!("{scheme}://{user}{at}RELAY/{path}"),
-            target.to_string(),
-        )
     }
 }
 

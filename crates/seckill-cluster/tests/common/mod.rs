@@ -5,8 +5,11 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 mod private_redis;
+mod relay;
 #[allow(unused_imports)] // not every test binary starts one
 pub use private_redis::PrivateRedis;
+#[allow(unused_imports)] // not every test binary cuts a database off
+pub use relay::Relay;
 
 use redis::AsyncCommands;
 use seckill_cluster::authority::keys::SaleKeys;
