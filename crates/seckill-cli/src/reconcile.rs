@@ -115,7 +115,7 @@ fn human(report: &Report) -> String {
             report.unconsumed.to_string(),
         ),
         ("releases landing meanwhile", report.releasing.to_string()),
-        ("difference", format!("{:+}", report.difference)),
+        ("difference", signed(report.difference)),
     ] {
         let _ = writeln!(out, "  {label:<30} {value:>10}");
     }
@@ -141,16 +141,15 @@ fn human(report: &Report) -> String {
     if report.oversold > 0 {
         let _ = writeln!(
             out,
-            "oversold: {} units are held beyond the stock; not repaired: cancel orders by hand",
-            report.oversold
+            "oversold: {} held beyond the stock; not repaired: cancel orders by hand",
+            units(report.oversold)
         );
     }
     if report.unexplained != 0 {
         let _ = writeln!(
             out,
-            "unexplained: {}{} of the difference match no order above; not repaired",
-            if report.unexplained > 0 { "+" } else { "-" },
-            units(report.unexplained.unsigned_abs())
+            "unexplained: {} (units of the difference no order above accounts for); not repaired",
+            signed(report.unexplained)
         );
     }
     if !report.repaired.is_empty() {
@@ -186,6 +185,11 @@ fn orders(out: &mut String, title: &str, meaning: &str, list: &[Reservation]) {
             units(order.quantity)
         );
     }
+}
+
+/// `+2`, `-1`, `0`: which way Redis is off.
+fn signed(n: i64) -> String {
+    if n == 0 { "0".into() } else { format!("{n:+}") }
 }
 
 fn units(n: u64) -> String {
