@@ -168,6 +168,7 @@ impl Reconciler {
     /// Compares, changing nothing.
     pub async fn check(&self, sale: &SaleId) -> Result<Report, ReconcileError> {
         let keys = SaleKeys::new(sale);
+        // Redis at T, and the reservations up to T.
         let at = self.snapshot(sale, &keys).await?;
         let mut reserved: HashMap<OrderId, Reservation> = HashMap::new();
         self.scan(sale, &keys.reservations, "-", &at.last_entry, |entry| {
@@ -178,12 +179,15 @@ impl Reconciler {
             Ok(())
         })
         .await?;
+        // The database at T', then what Redis wrote since T (every row read
+        // has its entry by now) and what it gave up on.
         let rows = self.orders.orders_of_sale(sale).await?;
         let after = self
             .order_ids(sale, &keys.reservations, &format!("({}", at.last_entry))
             .await?;
         let dead = self.order_ids(sale, &keys.dead_letter, "-").await?;
 
+        // Each order as of T (the module docs' cases).
         let mut tally = Tally::default();
         let mut unreleased = Vec::new();
         for (order, status) in &rows {
