@@ -6,6 +6,7 @@ mod demo;
 mod nginx_conf;
 mod plan;
 mod rate_limit;
+mod reconcile;
 mod render;
 mod secrets;
 mod serve;
@@ -46,6 +47,8 @@ enum Command {
     NginxConf(nginx_conf::NginxConfArgs),
     /// Write a sale's item page as one self-contained HTML file (for a CDN); stock and buying stay live.
     Render(render::RenderArgs),
+    /// Cluster mode: compare a sale's stock in Redis with its orders in the database; --repair fixes what is safe to fix.
+    Reconcile(reconcile::ReconcileArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +61,8 @@ fn main() -> std::process::ExitCode {
         Command::Plan(args) => plan::run(args),
         Command::NginxConf(args) => nginx_conf::run(args),
         Command::Render(args) => render::run(args),
+        // Its own exit statuses: 1 is "not consistent", 2 "could not compare".
+        Command::Reconcile(args) => return reconcile::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -13,6 +13,7 @@
 //! | `seckill:{S}:reservations` | stream | one entry per reservation: `order_id`, `sale_id`, `user_id`, `quantity`, `idempotency_key` (empty: none), `created_at_ms`, `expires_at_ms`; read by the consumer group `orders` |
 //! | `seckill:{S}:dead_letter` | stream | reservations that failed to insert too often, same fields plus `error` |
 //! | `seckill:{S}:released` | set | order ids whose units came back (release is idempotent) |
+//! | `seckill:{S}:restored` | set | order ids whose lost reservation `seckill reconcile --repair` put back (once each) |
 //! | `seckill:nodes` | sorted set | node id → heartbeat expiry (unix ms) |
 //!
 //! Channels: `seckill:sold_out` and `seckill:restock` carry a sale id.
@@ -23,5 +24,6 @@ pub mod nodes;
 pub mod orders;
 pub mod queue;
 pub mod quota;
+pub mod reconcile;
 pub mod store;
 pub mod stream;

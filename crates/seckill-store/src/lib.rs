@@ -36,8 +36,9 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A reservation to make durable: stock already taken in memory.
-#[derive(Debug, Clone)]
+/// A reservation to make durable: stock already taken in memory. Serialized
+/// as `seckill reconcile --json` lists the orders it found adrift.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Reservation {
     pub order_id: OrderId,
     pub sale_id: SaleId,

@@ -19,6 +19,7 @@ pub struct SaleKeys {
     pub reservations: String,
     pub dead_letter: String,
     pub released: String,
+    pub restored: String,
 }
 
 impl SaleKeys {
@@ -31,6 +32,7 @@ impl SaleKeys {
             reservations: key("reservations"),
             dead_letter: key("dead_letter"),
             released: key("released"),
+            restored: key("restored"),
         }
     }
 }
@@ -48,5 +50,6 @@ mod tests {
         assert_eq!(keys.reservations, "seckill:{s1}:reservations");
         assert_eq!(keys.dead_letter, "seckill:{s1}:dead_letter");
         assert_eq!(keys.released, "seckill:{s1}:released");
+        assert_eq!(keys.restored, "seckill:{s1}:restored");
     }
 }

@@ -16,7 +16,7 @@ use crate::queue::{self, QueuedReservation};
 use durability::Wait;
 use keys::SaleKeys;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
+use redis::{ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, Value};
 use seckill_core::{OrderId, Sale, SaleId, Timestamp, UserId};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -293,18 +293,14 @@ impl RedisAuthority {
 
     /// The sale's stock, or `None` for a sale Redis does not know.
     pub async fn state(&self, sale_id: &SaleId) -> Result<Option<StockLevel>, AuthorityError> {
-        count_call(sale_id, "state");
         let keys = SaleKeys::new(sale_id);
-        let mut conn = self.inner.conn.clone();
-        let (total, sold): (Option<u64>, Option<u64>) = bounded(
-            self.inner.timeout,
-            redis::cmd("HMGET")
-                .arg(&keys.sale)
-                .arg("total")
-                .arg("sold")
-                .query_async(&mut conn),
-        )
-        .await?;
+        let (total, sold): (Option<u64>, Option<u64>) = self
+            .query(
+                sale_id,
+                "state",
+                redis::cmd("HMGET").arg(&keys.sale).arg("total").arg("sold"),
+            )
+            .await?;
         Ok(total.map(|total| StockLevel {
             total,
             sold: sold.unwrap_or(0),
@@ -371,13 +367,55 @@ impl RedisAuthority {
 
     /// Runs a writing script and, in the same pipeline (one round trip, one
     /// connection), the durability wait; see `durability`.
-    async fn write(
+    pub(crate) async fn write(
         &self,
         sale_id: &SaleId,
         op: &'static str,
         script: &Script,
         keys: &[&str],
         args: &[String],
+    ) -> Result<Value, AuthorityError> {
+        self.eval(sale_id, op, script, keys, args, self.inner.wait)
+            .await
+    }
+
+    /// Runs a script that only reads: nothing to make durable, no wait.
+    pub(crate) async fn read(
+        &self,
+        sale_id: &SaleId,
+        op: &'static str,
+        script: &Script,
+        keys: &[&str],
+        args: &[String],
+    ) -> Result<Value, AuthorityError> {
+        self.eval(sale_id, op, script, keys, args, Wait::Nothing)
+            .await
+    }
+
+    /// One plain command of `op` on the shared connection, under the time
+    /// limit: for reads of the data model that need no script.
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        sale_id: &SaleId,
+        op: &'static str,
+        command: &redis::Cmd,
+    ) -> Result<T, AuthorityError> {
+        count_call(sale_id, op);
+        let mut conn = self.inner.conn.clone();
+        bounded(self.inner.timeout, command.query_async(&mut conn)).await
+    }
+
+    /// EVALSHA, then `wait`'s command in the same pipeline. A script Redis
+    /// does not know (it restarted, or its scripts were flushed) is loaded
+    /// and the pipeline sent again.
+    async fn eval(
+        &self,
+        sale_id: &SaleId,
+        op: &'static str,
+        script: &Script,
+        keys: &[&str],
+        args: &[String],
+        wait: Wait,
     ) -> Result<Value, AuthorityError> {
         count_call(sale_id, op);
         let mut evalsha = redis::cmd("EVALSHA");
@@ -388,14 +426,13 @@ impl RedisAuthority {
             .arg(args);
         let mut pipe = redis::pipe();
         pipe.add_command(evalsha);
-        if let Some(wait) = self.inner.wait.command(self.inner.timeout / 2) {
+        if let Some(wait) = wait.command(self.inner.timeout / 2) {
             pipe.add_command(wait);
         }
         let mut conn = self.inner.conn.clone();
         let run = async {
             match pipe.query_async::<Vec<Value>>(&mut conn).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    // Redis restarted or flushed its scripts: load and rerun.
                     script.load_async(&mut conn).await?;
                     pipe.query_async::<Vec<Value>>(&mut conn).await
                 }
@@ -406,7 +443,7 @@ impl RedisAuthority {
         let reply = replies
             .next()
             .ok_or_else(|| AuthorityError::Protocol("no reply to the script".into()))?;
-        self.inner.wait.check(replies.next().as_ref())?;
+        wait.check(replies.next().as_ref())?;
         Ok(reply)
     }
 }

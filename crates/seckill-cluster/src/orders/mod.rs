@@ -14,7 +14,7 @@ mod rows;
 
 pub use dialect::Dialect;
 
-use rows::{ORDER_COLUMNS, bigint};
+use rows::{ORDER_COLUMNS, RESERVATION_COLUMNS, bigint};
 use seckill_core::{Order, OrderId, OrderStatus, Sale, SaleId, Timestamp, UserId};
 use seckill_store::{CancelOutcome, PayOutcome, ReleasedUnits, Reservation, UnitsByStatus};
 use sqlx::AnyPool;
@@ -344,6 +344,23 @@ impl SqlOrders {
             } += n;
         }
         Ok(units)
+    }
+
+    /// Every order of a sale with its reservation and status, read in one
+    /// statement (one consistent view): what `crate::reconcile` holds the
+    /// stream against.
+    pub async fn orders_of_sale(
+        &self,
+        sale: &SaleId,
+    ) -> OrdersResult<Vec<(Reservation, OrderStatus)>> {
+        let sql = format!("SELECT {RESERVATION_COLUMNS}, status FROM orders WHERE sale_id = ?");
+        sqlx::query(self.dialect.sql(&sql))
+            .bind(sale.as_str())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(rows::reservation_and_status)
+            .collect()
     }
 
     /// The order if it exists and belongs to `owner`; others' orders stay unseen.

@@ -3,7 +3,7 @@
 
 use super::{Dialect, ExpiredOrder, OrdersError};
 use seckill_core::{Order, OrderStatus, Sale, Timestamp};
-use seckill_store::ReleasedUnits;
+use seckill_store::{ReleasedUnits, Reservation};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -20,6 +20,8 @@ pub fn sale_columns(dialect: Dialect) -> String {
 
 pub const ORDER_COLUMNS: &str =
     "id, sale_id, user_id, quantity, status, created_at, expires_at, paid_at, payment_ref";
+pub const RESERVATION_COLUMNS: &str =
+    "id, sale_id, user_id, quantity, idempotency_key, created_at, expires_at";
 
 /// A count for a BIGINT column.
 pub fn bigint(n: u64, what: &str) -> Result<i64, OrdersError> {
@@ -75,6 +77,22 @@ pub fn order(row: &AnyRow) -> Result<Order, OrdersError> {
             .map(Timestamp::from_millis),
         payment_ref: row.try_get("payment_ref")?,
     })
+}
+
+/// A row of `RESERVATION_COLUMNS` and `status`.
+pub fn reservation_and_status(row: &AnyRow) -> Result<(Reservation, OrderStatus), OrdersError> {
+    Ok((
+        Reservation {
+            order_id: text(row, "id")?.into(),
+            sale_id: text(row, "sale_id")?.into(),
+            user_id: text(row, "user_id")?.into(),
+            quantity: count(row, "quantity")?,
+            idempotency_key: row.try_get("idempotency_key")?,
+            created_at: Timestamp::from_millis(row.try_get("created_at")?),
+            expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
+        },
+        status(row)?,
+    ))
 }
 
 /// A row of `id, sale_id, user_id, quantity`.
