@@ -23,11 +23,11 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Args)]
 pub struct ReconcileArgs {
-    /// The stock authority: redis://HOST:PORT.
-    #[arg(long)]
+    /// The stock authority: redis://HOST:PORT (as given to the nodes).
+    #[arg(long, env = "SECKILL_REDIS")]
     redis: String,
-    /// The order store: postgres://… or mysql://….
-    #[arg(long)]
+    /// The order store: postgres://… or mysql://… (as given to the nodes).
+    #[arg(long, env = "SECKILL_DATABASE")]
     database: String,
     /// The sale to compare.
     #[arg(long)]

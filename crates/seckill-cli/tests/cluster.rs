@@ -263,6 +263,27 @@ impl Cluster {
         assert_eq!(rows.len(), expected, "order rows of the sale");
     }
 
+    /// `seckill reconcile` finds Redis and the database in agreement.
+    fn assert_reconciled(&self, sale: &str) {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
+            .args([
+                "reconcile",
+                "--redis",
+                &self.redis.url(),
+                "--database",
+                &self.db.url,
+            ])
+            .args(["--sale", sale])
+            .output()
+            .expect("run seckill reconcile");
+        assert!(
+            output.status.success(),
+            "reconcile: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     async fn stop(self) {
         for mut node in self.nodes.into_iter().flatten() {
             node.stop().await;
@@ -387,6 +408,7 @@ async fn rush_through_nginx(db_var: &str, users: usize, stock: u64) {
     cluster
         .assert_orders_materialize(&sale, &outcome.reserved, stock as usize)
         .await;
+    cluster.assert_reconciled(&sale);
 
     // The quota's bound (crates/seckill-cluster/src/quota.rs): S + R + Σh,
     // h ≤ 2(⌈S/N⌉ + B) per node; nothing was released here (R = 0).
@@ -474,6 +496,7 @@ async fn order_lifecycle(db_var: &str) {
     })
     .await;
     assert_eq!(report.remaining, 1, "{report:?}");
+    cluster.assert_reconciled(&sale);
     cluster.stop().await;
 }
 
@@ -516,6 +539,7 @@ async fn a_node_killed_mid_rush_loses_nothing_and_the_rest_sell_out() {
     cluster
         .assert_orders_materialize(&sale, &reserved, STOCK as usize)
         .await;
+    cluster.assert_reconciled(&sale);
     cluster.stop().await;
 }
 
@@ -554,6 +578,7 @@ async fn redis_restarted_mid_sale_loses_no_acknowledged_reservation() {
     cluster
         .assert_orders_materialize(&sale, &reserved, STOCK as usize)
         .await;
+    cluster.assert_reconciled(&sale);
     cluster.stop().await;
 }
 
