@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod degrade;
 pub mod error;
 pub mod expiry;
+mod from_memory;
 pub mod guarded_store;
 mod http1;
 pub mod market;

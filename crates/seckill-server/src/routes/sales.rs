@@ -1,17 +1,17 @@
 //! Sales: create (admin), list, read (cacheable), live stock, report (admin).
 
 use super::extract::{Id, json_body};
-use crate::App;
 use crate::error::{ApiError, ApiResult, canned};
 use crate::market::LiveSale;
 use crate::openapi::{self, SalePath};
+use crate::{App, AppState};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use seckill_core::{NewSale, SaleId, SalePhase, StockState, Timestamp};
+use seckill_core::{ErrorCode, NewSale, SaleId, SalePhase, StockState, Timestamp};
 use serde::Serialize;
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -125,8 +125,8 @@ fn cacheable(
 /// Live state; may lag by up to one second.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Stock)]
-pub struct StockView {
-    sale_id: SaleId,
+pub struct StockView<'a> {
+    sale_id: &'a SaleId,
     stock: u64,
     remaining: u64,
     state: StockState,
@@ -135,23 +135,32 @@ pub struct StockView {
 #[utoipa::path(get, path = "/api/v1/sales/{sale_id}/stock", operation_id = "stock",
     params(SalePath), responses((status = 200, body = StockView, description = "The live stock.",
         headers(("Cache-Control" = String))), openapi::SaleErrors))]
-pub async fn stock(State(app): State<App>, Id(id): Id) -> ApiResult<Response> {
-    let sale = find(&app, &id)?;
+pub async fn stock(State(app): State<App>, Id(id): Id) -> Response {
+    stock_answer(&app, &id).0
+}
+
+/// The live stock and the error code of the answer, if any: from memory
+/// only, so the accept loop also answers it without the router.
+pub(crate) fn stock_answer(app: &AppState, id: &str) -> (Response, Option<ErrorCode>) {
+    let Some(sale) = app.market.get(id) else {
+        let error = ApiError::not_found("no such sale");
+        return (error.into_response(), Some(ErrorCode::NotFound));
+    };
     let remaining = sale.stock.remaining();
     let view = StockView {
-        sale_id: sale.sale.id.clone(),
+        sale_id: &sale.sale.id,
         stock: sale.sale.stock,
         remaining,
         state: sale.sale.stock_state(Timestamp::now(), remaining),
     };
-    Ok((
+    let answer = (
         [(
             header::CACHE_CONTROL,
             HeaderValue::from_static(STOCK_CACHE_CONTROL),
         )],
         Json(view),
-    )
-        .into_response())
+    );
+    (answer.into_response(), None)
 }
 
 /// Units per order status, from the store, beside the live remaining count:
