@@ -16,6 +16,7 @@ mod http1;
 pub mod market;
 pub mod metrics;
 pub mod openapi;
+pub mod per_thread;
 pub mod pulse;
 pub mod purchase_token;
 pub mod rate_limit;
