@@ -10,6 +10,7 @@
 use crate::App;
 use crate::degrade::Traffic;
 use crate::error::canned;
+use crate::head_timer::HeadTimer;
 use crate::rate_limit::Limited;
 use crate::route::{Route, plain_sale_id};
 use crate::routes::{self, purchase};
@@ -23,7 +24,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Either};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use seckill_core::ErrorCode;
 use std::convert::Infallible;
@@ -222,7 +223,7 @@ where
     S: hyper::service::Service<hyper::Request<Incoming>, Response = Response, Error = Infallible>,
 {
     http1::Builder::new()
-        .timer(TokioTimer::new())
+        .timer(HeadTimer::default())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_header_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS)

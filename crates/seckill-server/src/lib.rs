@@ -12,6 +12,7 @@ pub mod error;
 pub mod expiry;
 mod from_memory;
 pub mod guarded_store;
+mod head_timer;
 mod http1;
 pub mod market;
 pub mod metrics;
