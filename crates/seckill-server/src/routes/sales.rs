@@ -147,18 +147,19 @@ pub(crate) fn stock_answer(app: &AppState, id: &str) -> (Response, Option<ErrorC
         return (error.into_response(), Some(ErrorCode::NotFound));
     };
     let remaining = sale.stock.remaining();
-    let view = StockView {
-        sale_id: &sale.sale.id,
-        stock: sale.sale.stock,
-        remaining,
-        state: sale.sale.stock_state(Timestamp::now(), remaining),
-    };
+    let state = sale.sale.stock_state(Timestamp::now(), remaining);
     let answer = (
-        [(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static(STOCK_CACHE_CONTROL),
-        )],
-        Json(view),
+        [
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(STOCK_CACHE_CONTROL),
+            ),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+        ],
+        sale.stock_json(remaining, state),
     );
     (answer.into_response(), None)
 }
@@ -247,4 +248,33 @@ fn etag_matches(headers: &HeaderMap, etag: &HeaderValue) -> bool {
         .flat_map(|value| value.split(','))
         .map(|tag| tag.trim().trim_start_matches("W/"))
         .any(|tag| tag == etag || tag == "*")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stock_body_is_the_documented_view() {
+        let new_sale: NewSale =
+            serde_json::from_str(r#"{"name":"x","stock":7,"price_cents":1}"#).unwrap();
+        let id = SaleId::from("needs \"escaping\"");
+        let sale = LiveSale::new(new_sale.validate(id, Timestamp::now()).unwrap());
+        for (remaining, state) in [
+            (7, StockState::Upcoming),
+            (3, StockState::Open),
+            (0, StockState::SoldOut),
+            (1, StockState::Ended),
+        ] {
+            let view = StockView {
+                sale_id: &sale.sale.id,
+                stock: sale.sale.stock,
+                remaining,
+                state,
+            };
+            let expected = serde_json::to_vec(&view).unwrap();
+            let body = sale.stock_json(remaining, state);
+            assert_eq!(body, expected, "{}", String::from_utf8_lossy(&body));
+        }
+    }
 }
