@@ -10,23 +10,26 @@
 use crate::App;
 use crate::degrade::Traffic;
 use crate::error::canned;
+use crate::head_timer::HeadTimer;
 use crate::rate_limit::Limited;
-use crate::route::Route;
+use crate::route::{Route, plain_sale_id};
 use crate::routes::{self, purchase};
-use crate::{cors, request_scope, shedding};
+use crate::{cors, from_memory, request_scope, shedding};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
+use futures::future::{BoxFuture, Either};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use seckill_core::ErrorCode;
 use std::convert::Infallible;
 use std::future::Future;
+use std::future::{Ready, ready};
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
@@ -47,48 +50,113 @@ const MAX_HEADERS: usize = 64;
 /// At shutdown, how long in-flight requests get to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Everything around one request: a CORS preflight is answered at once;
-/// otherwise the request runs in its scope (id, error code), refused if
-/// the degrade level says so, else admitted or shed; it is counted (and,
-/// unless degraded, judged for automatic degradation); its answer carries
+/// One connection's requests. Everything around a request: a CORS
+/// preflight is answered at once; a request the degrade level refuses, or
+/// one that memory alone answers ([`from_memory`]), is answered in `call`
+/// itself, without a future; anything else runs in its scope (id, error
+/// code), admitted or shed, as a boxed future. Every answer is counted
+/// (and, unless degraded, judged for automatic degradation) and carries
 /// its id and, for a page on another origin, the CORS headers.
-async fn answer(
-    app: &App,
+#[derive(Clone)]
+struct Connection {
+    app: App,
     router: Router,
     peer: SocketAddr,
-    request: hyper::Request<Incoming>,
-) -> Response {
-    let started = Instant::now();
-    let (method, path) = (request.method(), request.uri().path());
-    if let Some(preflight) = cors::preflight(method, path, request.headers()) {
-        return preflight;
-    }
-    let route = Route::of(method, path);
-    let traffic = Traffic::of(route);
-    let cross_origin = request.headers().contains_key(header::ORIGIN);
-    let id = request_scope::request_id(request.headers());
-    let degraded = !app.degrade.level().allows(traffic);
-    let answered = request_scope::run(id, async {
-        if degraded {
-            canned::degraded()
-        } else {
-            within_limits(app, router, route, peer, request).await
+}
+
+type Answering =
+    Either<Ready<Result<Response, Infallible>>, BoxFuture<'static, Result<Response, Infallible>>>;
+
+impl hyper::service::Service<hyper::Request<Incoming>> for Connection {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answering;
+
+    fn call(&self, request: hyper::Request<Incoming>) -> Answering {
+        let started = Instant::now();
+        let (method, path) = (request.method(), request.uri().path());
+        if let Some(preflight) = cors::preflight(method, path, request.headers()) {
+            return Either::Left(ready(Ok(preflight)));
         }
-    })
-    .await;
-    let mut response = answered.output;
-    let elapsed = started.elapsed();
-    app.metrics
-        .request(route, response.status(), answered.code, elapsed);
-    if let Some(health) = app.degrade.health.as_ref().filter(|_| !degraded) {
-        health.record(traffic, response.status().is_server_error(), elapsed);
+        let route = Route::of(method, path);
+        let about = About {
+            route,
+            traffic: Traffic::of(route),
+            cross_origin: request.headers().contains_key(header::ORIGIN),
+            degraded: !self.app.degrade.level().allows(Traffic::of(route)),
+            started,
+        };
+        let id = request_scope::request_id(request.headers());
+        let app = &self.app;
+        if about.degraded {
+            let refused = canned::degraded();
+            return Either::Left(ready(Ok(about.finish(
+                app,
+                refused,
+                Some(ErrorCode::Unavailable),
+                id,
+            ))));
+        }
+        let quick = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            from_memory::answer(app, route, &request)
+        }));
+        match quick {
+            Ok(Some((response, code))) => {
+                Either::Left(ready(Ok(about.finish(app, response, code, id))))
+            }
+            Ok(None) => {
+                let (app, router, peer) = (self.app.clone(), self.router.clone(), self.peer);
+                Either::Right(Box::pin(async move {
+                    let answered =
+                        request_scope::run(id, within_limits(&app, router, route, peer, request))
+                            .await;
+                    Ok(about.finish(&app, answered.output, answered.code, answered.id))
+                }))
+            }
+            Err(panic) => {
+                let response = routes::panic_response(panic);
+                Either::Left(ready(Ok(about.finish(
+                    app,
+                    response,
+                    Some(ErrorCode::Internal),
+                    id,
+                ))))
+            }
+        }
     }
-    let headers = response.headers_mut();
-    headers.insert(request_scope::REQUEST_ID_HEADER, answered.id);
-    if cross_origin && cors::allows(route) {
-        cors::allow_origin(headers);
+}
+
+/// What is known of a request before it is answered.
+struct About {
+    route: Route,
+    traffic: Traffic,
+    cross_origin: bool,
+    degraded: bool,
+    started: Instant,
+}
+
+impl About {
+    /// Counts the answer and adds its id and CORS headers.
+    fn finish(
+        self,
+        app: &App,
+        mut response: Response,
+        code: Option<ErrorCode>,
+        id: HeaderValue,
+    ) -> Response {
+        let elapsed = self.started.elapsed();
+        app.metrics
+            .request(self.route, response.status(), code, elapsed);
+        if let Some(health) = app.degrade.health.as_ref().filter(|_| !self.degraded) {
+            health.record(self.traffic, response.status().is_server_error(), elapsed);
+        }
+        let headers = response.headers_mut();
+        headers.insert(request_scope::REQUEST_ID_HEADER, id);
+        if self.cross_origin && cors::allows(self.route) {
+            cors::allow_origin(headers);
+        }
+        response
     }
-    response
 }
 
 /// Sheds the request if too many are in flight, cuts it off past the time
@@ -127,7 +195,10 @@ async fn handle(
     peer: SocketAddr,
     request: hyper::Request<Incoming>,
 ) -> Response {
-    let Some(sale_id) = purchase::plain_purchase_sale_id(&request).map(str::to_owned) else {
+    let plain = (route == Route::Purchase)
+        .then(|| plain_sale_id(request.uri().path(), "/purchase"))
+        .flatten();
+    let Some(sale_id) = plain.map(str::to_owned) else {
         if let Err(limited) = admit(app, route, peer, request.headers()).await {
             return limited.into_response();
         }
@@ -152,7 +223,7 @@ where
     S: hyper::service::Service<hyper::Request<Incoming>, Response = Response, Error = Infallible>,
 {
     http1::Builder::new()
-        .timer(TokioTimer::new())
+        .timer(HeadTimer::default())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_header_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS)
@@ -205,11 +276,11 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (app, router) = (app.clone(), router.clone());
-        let service = service_fn(move |request: hyper::Request<Incoming>| {
-            let (app, router) = (app.clone(), router.clone());
-            async move { Ok::<_, Infallible>(answer(&app, router, peer, request).await) }
-        });
+        let service = Connection {
+            app: app.clone(),
+            router: router.clone(),
+            peer,
+        };
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {

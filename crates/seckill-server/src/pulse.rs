@@ -3,17 +3,16 @@
 //! the dashboard's sampler. Prometheus has the same requests by route; this
 //! is the small, windowed view a person watches during a sale.
 //!
-//! Sharded by thread: each worker thread records into its own shard under
-//! a lock nobody else takes between samples, so recording a request moves
-//! no cache line between cores.
+//! Kept per thread ([`PerThread`]): each worker thread records into its
+//! own slot under a lock nobody else takes between samples.
 
+use crate::per_thread::PerThread;
 use crate::route::Route;
 use axum::http::StatusCode;
 use hdrhistogram::Histogram;
 use seckill_core::ErrorCode;
 use serde::Serialize;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// What became of a request, as the dashboard tells it.
@@ -57,18 +56,11 @@ impl Outcome {
 /// Latencies above this are recorded as this (an hour, in microseconds).
 const MAX_LATENCY_US: u64 = 3_600_000_000;
 
-/// Shards: more than the worker threads of a small machine; threads
-/// beyond share.
-const SHARDS: usize = 8;
-
 pub struct Pulse {
-    shards: [Shard; SHARDS],
+    recorded: PerThread<Mutex<Recorded>>,
 }
 
-/// One thread's requests, on cache lines of its own.
-#[repr(align(128))]
-struct Shard(Mutex<Recorded>);
-
+/// One thread's requests.
 struct Recorded {
     counts: [u64; Outcome::ALL.len()],
     latency_us: Histogram<u64>,
@@ -118,29 +110,29 @@ pub struct Latency {
 impl Pulse {
     pub fn new() -> Self {
         Self {
-            shards: std::array::from_fn(|_| {
-                Shard(Mutex::new(Recorded {
+            recorded: PerThread::new(|| {
+                Mutex::new(Recorded {
                     counts: [0; Outcome::ALL.len()],
                     latency_us: new_histogram(),
-                }))
+                })
             }),
         }
     }
 
     pub fn record(&self, outcome: Outcome, elapsed: Duration) {
         let micros = (elapsed.as_micros() as u64).clamp(1, MAX_LATENCY_US);
-        let mut shard = self.shard();
-        shard.counts[outcome as usize] += 1;
-        shard.latency_us.saturating_record(micros);
+        let mut recorded = lock(self.recorded.mine());
+        recorded.counts[outcome as usize] += 1;
+        recorded.latency_us.saturating_record(micros);
     }
 
     pub fn counts(&self) -> Counts {
         let mut total = [0; Outcome::ALL.len()];
-        for shard in &self.shards {
-            let shard = lock(shard);
+        for recorded in self.recorded.all() {
+            let recorded = lock(recorded);
             total
                 .iter_mut()
-                .zip(shard.counts)
+                .zip(recorded.counts)
                 .for_each(|(t, c)| *t += c);
         }
         let count = |outcome: Outcome| total[outcome as usize];
@@ -157,11 +149,11 @@ impl Pulse {
     /// The latency since the last call, and a fresh window.
     pub fn take_latency(&self) -> Latency {
         let mut window = new_histogram();
-        for shard in &self.shards {
-            let mut shard = lock(shard);
+        for recorded in self.recorded.all() {
+            let mut recorded = lock(recorded);
             // Same bounds, so adding never fails.
-            let _ = window.add(&shard.latency_us);
-            shard.latency_us.reset();
+            let _ = window.add(&recorded.latency_us);
+            recorded.latency_us.reset();
         }
         if window.is_empty() {
             return Latency::default();
@@ -173,22 +165,10 @@ impl Pulse {
             max: ms(window.max()),
         }
     }
-
-    /// This thread's shard.
-    fn shard(&self) -> std::sync::MutexGuard<'_, Recorded> {
-        thread_local! {
-            static SHARD: usize = {
-                static NEXT: AtomicUsize = AtomicUsize::new(0);
-                NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS
-            };
-        }
-        lock(&self.shards[SHARD.with(|shard| *shard)])
-    }
 }
 
-fn lock(shard: &Shard) -> std::sync::MutexGuard<'_, Recorded> {
-    shard
-        .0
+fn lock(recorded: &Mutex<Recorded>) -> MutexGuard<'_, Recorded> {
+    recorded
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -5,10 +5,8 @@
 //! to carry them, and recording them costs no allocation.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use bytes::Bytes;
 use seckill_core::ErrorCode;
 use std::cell::Cell;
-use std::fmt::Write;
 use std::future::Future;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -77,9 +75,11 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     }
 }
 
-/// `PREFIX-N`: a prefix drawn once per thread and that thread's counter, so
-/// ids are unique across threads, restarts and nodes, and making one
-/// touches no memory shared with other threads.
+/// `PREFIX-N` in hex: a prefix drawn once per thread and that thread's
+/// counter, so ids are unique across threads, restarts and nodes, and
+/// making one touches no memory shared with other threads. Written by
+/// hand: `format!` was a third of the cost of answering a sold-out
+/// purchase's id.
 fn generate() -> HeaderValue {
     thread_local! {
         static NEXT: Cell<(u32, u64)> = Cell::new((rand::random(), 0));
@@ -89,9 +89,19 @@ fn generate() -> HeaderValue {
         next.set((prefix, n + 1));
         (prefix, n)
     });
-    let mut id = String::with_capacity(24);
-    let _ = write!(id, "{prefix:08x}-{n:x}");
-    HeaderValue::from_maybe_shared(Bytes::from(id)).expect("hex digits are a valid header")
+    let mut id = [b'-'; 8 + 1 + 16];
+    hex(u64::from(prefix), &mut id[..8]);
+    let digits = (16 - n.leading_zeros() as usize / 4).max(1);
+    hex(n, &mut id[9..9 + digits]);
+    HeaderValue::from_bytes(&id[..9 + digits]).expect("hex digits are a valid header")
+}
+
+/// `n`'s lowest hex digits, as many as `out` holds.
+fn hex(mut n: u64, out: &mut [u8]) {
+    for digit in out.iter_mut().rev() {
+        *digit = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+    }
 }
 
 #[cfg(test)]
@@ -127,5 +137,18 @@ mod tests {
             assert!(id.to_str().unwrap().contains('-'));
         }
         assert_ne!(generate(), generate());
+    }
+
+    #[test]
+    fn generated_ids_are_the_prefix_and_the_count_in_hex() {
+        let mut digits = [0; 4];
+        hex(0xbeef, &mut digits);
+        assert_eq!(&digits, b"beef");
+        let first = generate();
+        let (prefix, n) = first.to_str().unwrap().split_once('-').unwrap();
+        assert_eq!(prefix.len(), 8);
+        let n = u64::from_str_radix(n, 16).unwrap();
+        let next = format!("{prefix}-{:x}", n + 1);
+        assert_eq!(generate(), next.as_str());
     }
 }

@@ -117,6 +117,13 @@ impl Route {
     }
 }
 
+/// The sale id of `/api/v1/sales/{id}{suffix}` when it needs no decoding,
+/// for the routes answered without the router; ids that do are routed.
+pub fn plain_sale_id<'a>(path: &'a str, suffix: &str) -> Option<&'a str> {
+    let id = path.strip_prefix("/api/v1/sales/")?.strip_suffix(suffix)?;
+    (!id.is_empty() && !id.contains(['/', '%'])).then_some(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +164,15 @@ mod tests {
         ] {
             assert_eq!(Route::of(method, path), route, "{method} {path}");
         }
+    }
+
+    #[test]
+    fn only_plain_sale_ids_are_taken_from_the_path() {
+        let id = |path| plain_sale_id(path, "/stock");
+        assert_eq!(id("/api/v1/sales/s-1/stock"), Some("s-1"));
+        assert_eq!(id("/api/v1/sales/a%2Fb/stock"), None, "needs decoding");
+        assert_eq!(id("/api/v1/sales/a/b/stock"), None);
+        assert_eq!(id("/api/v1/sales//stock"), None);
+        assert_eq!(id("/api/v1/sales/s/purchase"), None);
     }
 }

@@ -56,6 +56,11 @@ impl InFlight {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Whether no place is free: a request answered at once is shed then.
+    pub fn is_full(&self) -> bool {
+        self.current() >= self.max
+    }
+
     /// A place if one is free, else `None`: the request is to be shed.
     pub fn admit(&self) -> Option<Admitted<'_>> {
         if self.count.fetch_add(1, Ordering::Relaxed) >= self.max {

@@ -8,10 +8,12 @@
 //!
 //! "p99 over the threshold" is counted, not estimated: it is the same as
 //! more than 1 % of the requests taking longer than the threshold, so each
-//! request costs three relaxed atomic adds and no histogram.
+//! request costs up to three relaxed atomic adds, into its own thread's
+//! tallies ([`PerThread`]), and no histogram.
 
 use super::{By, Level, Traffic};
 use crate::App;
+use crate::per_thread::PerThread;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -55,7 +57,7 @@ const WATCHED: [Traffic; 4] = [
     Traffic::MemoryRead,
 ];
 
-/// This second's answers of one kind of traffic.
+/// This second's answers of one kind of traffic, on one thread.
 #[derive(Default)]
 struct Tally {
     requests: AtomicU64,
@@ -66,7 +68,7 @@ struct Tally {
 /// The running tallies, and the streaks that decide the steps.
 pub struct Health {
     rules: AutoRules,
-    tallies: [Tally; WATCHED.len()],
+    tallies: PerThread<[Tally; WATCHED.len()]>,
 }
 
 /// One kind of traffic over one second.
@@ -91,7 +93,7 @@ impl Health {
         let Some(index) = WATCHED.iter().position(|kind| *kind == traffic) else {
             return;
         };
-        let tally = &self.tallies[index];
+        let tally = &self.tallies.mine()[index];
         tally.requests.fetch_add(1, Ordering::Relaxed);
         if server_error {
             tally.errors.fetch_add(1, Ordering::Relaxed);
@@ -103,11 +105,15 @@ impl Health {
 
     /// Takes the tallies of the second that just ended.
     fn take_second(&self) -> [Second; WATCHED.len()] {
-        self.tallies.each_ref().map(|tally| Second {
-            requests: tally.requests.swap(0, Ordering::Relaxed),
-            errors: tally.errors.swap(0, Ordering::Relaxed),
-            slow: tally.slow.swap(0, Ordering::Relaxed),
-        })
+        let mut seconds = [Second::default(); WATCHED.len()];
+        for tallies in self.tallies.all() {
+            for (second, tally) in seconds.iter_mut().zip(tallies) {
+                second.requests += tally.requests.swap(0, Ordering::Relaxed);
+                second.errors += tally.errors.swap(0, Ordering::Relaxed);
+                second.slow += tally.slow.swap(0, Ordering::Relaxed);
+            }
+        }
+        seconds
     }
 }
 

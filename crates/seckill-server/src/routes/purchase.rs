@@ -12,7 +12,7 @@ use crate::route::Route;
 use crate::{App, AppState};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use seckill_core::{ErrorCode, SalePhase, Timestamp};
 use serde::Deserialize;
@@ -46,20 +46,27 @@ impl Default for PurchaseBody {
 }
 
 /// Where a purchase stands before anything about the buyer is known.
-enum Triage {
+pub(crate) enum Triage {
     /// Answered from memory: unknown sale, not started, ended, sold out.
-    Refused(Response),
+    Refused(Response, ErrorCode),
     Open(Arc<LiveSale>),
 }
 
+impl Triage {
+    /// The refusal and its code, if it is one.
+    pub(crate) fn refused(self) -> Option<(Response, Option<ErrorCode>)> {
+        match self {
+            Self::Refused(answer, code) => Some((answer, Some(code))),
+            Self::Open(_) => None,
+        }
+    }
+}
+
 /// The cheapest checks, from memory only; refusals are counted.
-fn triage(app: &AppState, sale_id: &str) -> Triage {
+pub(crate) fn triage(app: &AppState, sale_id: &str) -> Triage {
     let Some(sale) = app.market.get(sale_id) else {
-        return Triage::Refused(
-            app.metrics
-                .refused(ApiError::not_found("no such sale"))
-                .into_response(),
-        );
+        let error = app.metrics.refused(ApiError::not_found("no such sale"));
+        return Triage::Refused(error.into_response(), ErrorCode::NotFound);
     };
     let (code, answer): (ErrorCode, fn() -> Response) = match sale.sale.phase(Timestamp::now()) {
         SalePhase::Upcoming => (ErrorCode::NotStarted, canned::not_started),
@@ -68,23 +75,7 @@ fn triage(app: &AppState, sale_id: &str) -> Triage {
         SalePhase::Open => return Triage::Open(sale),
     };
     app.metrics.purchase(Some(code));
-    Triage::Refused(answer())
-}
-
-/// The sale id of `POST /api/v1/sales/{id}/purchase` when the id needs no
-/// decoding, so that the accept loop can hand purchases to [`buy`] without
-/// routing (the router cost the sold-out answer a quarter of its
-/// throughput, measured with `bench/run.sh`). Anything else is routed.
-pub fn plain_purchase_sale_id<B>(request: &Request<B>) -> Option<&str> {
-    if request.method() != Method::POST {
-        return None;
-    }
-    let sale_id = request
-        .uri()
-        .path()
-        .strip_prefix("/api/v1/sales/")?
-        .strip_suffix("/purchase")?;
-    (!sale_id.is_empty() && !sale_id.contains(['/', '%'])).then_some(sale_id)
+    Triage::Refused(answer(), code)
 }
 
 /// The route handler: ids that needed percent-decoding come this way.
@@ -136,7 +127,7 @@ impl From<Limited> for Refusal {
 /// A purchase from `peer`, cheapest check first.
 pub async fn buy(app: &AppState, sale_id: &str, peer: IpAddr, request: Request<Body>) -> Response {
     let sale = match triage(app, sale_id) {
-        Triage::Refused(answer) => return answer,
+        Triage::Refused(answer, _) => return answer,
         Triage::Open(sale) => sale,
     };
     // Taken apart only now: the refusals above never touch headers or body.
