@@ -54,10 +54,7 @@ impl OrderDb {
             return None;
         };
         sqlx::any::install_default_drivers();
-        let name = format!(
-            "seckill_t{}",
-            uuid_suffix().replace('-', "").get(..20).unwrap_or_default()
-        );
+        let name = format!("seckill_t{}", unique_suffix().replace('-', "_"));
         let admin = AnyPoolOptions::new()
             .max_connections(1)
             .connect(&base)
@@ -112,15 +109,6 @@ impl OrderDb {
             .await;
         self.pool.close().await;
     }
-}
-
-fn uuid_suffix() -> String {
-    // Unique enough across parallel tests and runs: time and process.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{nanos:x}{:x}", std::process::id())
 }
 
 /// Redis, the database and N nodes sharing secrets, as behind nginx.

@@ -283,7 +283,7 @@ fn tail(log: &Mutex<String>) -> String {
     log.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-fn unique_suffix() -> String {
+pub fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
