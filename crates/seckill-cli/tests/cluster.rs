@@ -272,6 +272,23 @@ impl Cluster {
         );
     }
 
+    /// Buys on with fresh users through `api` until Redis says sold out,
+    /// then checks that exactly the stock was sold, every acknowledged
+    /// order (`reserved`, plus these) is a row, and reconcile agrees.
+    async fn sell_out_and_check(
+        &self,
+        api: &Api,
+        sale: &str,
+        stock: u64,
+        mut reserved: HashSet<String>,
+    ) {
+        sell_out(self, api, sale, stock, &mut reserved).await;
+        assert_eq!(self.sold(sale).await, stock, "Redis sold");
+        self.assert_orders_materialize(sale, &reserved, stock as usize)
+            .await;
+        self.assert_reconciled(sale);
+    }
+
     async fn stop(self) {
         for mut node in self.nodes.into_iter().flatten() {
             node.stop().await;
@@ -521,13 +538,9 @@ async fn a_node_killed_mid_rush_loses_nothing_and_the_rest_sell_out() {
     cluster.nodes[2].take().expect("node 2").kill();
     reserved.extend(rush.await.unwrap().reserved);
 
-    let api = cluster.node(0).api();
-    sell_out(&cluster, &api, &sale, STOCK, &mut reserved).await;
-    assert_eq!(cluster.sold(&sale).await, STOCK, "Redis sold");
     cluster
-        .assert_orders_materialize(&sale, &reserved, STOCK as usize)
+        .sell_out_and_check(&cluster.node(0).api(), &sale, STOCK, reserved)
         .await;
-    cluster.assert_reconciled(&sale);
     cluster.stop().await;
 }
 
@@ -557,16 +570,12 @@ async fn redis_restarted_mid_sale_loses_no_acknowledged_reservation() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     cluster.redis.restart().await;
     let outcome = rush.await.unwrap();
-    let mut reserved = outcome.reserved;
+    let reserved = outcome.reserved;
     assert!(cluster.sold(&sale).await <= STOCK);
 
-    let api = cluster.node(1).api();
-    sell_out(&cluster, &api, &sale, STOCK, &mut reserved).await;
-    assert_eq!(cluster.sold(&sale).await, STOCK, "Redis sold");
     cluster
-        .assert_orders_materialize(&sale, &reserved, STOCK as usize)
+        .sell_out_and_check(&cluster.node(1).api(), &sale, STOCK, reserved)
         .await;
-    cluster.assert_reconciled(&sale);
     cluster.stop().await;
 }
 
