@@ -655,3 +655,42 @@ async fn purchases_go_on_while_the_database_is_unreachable() {
     assert_eq!(cluster.sold(&sale).await, 60);
     cluster.stop().await;
 }
+
+/// Redis hung (SIGSTOP): each call waits out its time limit until the
+/// breaker opens after five failures in a row; then purchases are refused
+/// at once, without waiting on Redis; Redis back, a probe closes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_redis_breaker_refuses_purchases_at_once() {
+    let Some(cluster) = Cluster::start("redis_hung", POSTGRES, 1, &[], &[]).await else {
+        return;
+    };
+    let sale = cluster
+        .open_sale(json!({ "stock": 50, "per_user_limit": 1 }))
+        .await;
+    let node = cluster.node(0).api();
+    node.buy("before", &sale).await;
+
+    cluster.redis.signal("STOP");
+    let mut waits = Vec::new();
+    for i in 0..8 {
+        let started = Instant::now();
+        node.purchase(&format!("hung-{i}"), &sale)
+            .await
+            .expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        waits.push(started.elapsed());
+    }
+    // The first five waited for Redis (1 s limit); the breaker then refused
+    // without asking it: far below that limit.
+    assert!(waits[0] >= Duration::from_millis(900), "{waits:?}");
+    assert!(
+        waits[6..].iter().all(|w| *w < Duration::from_millis(500)),
+        "{waits:?}"
+    );
+    cluster.redis.signal("CONT");
+    eventually(PATIENCE, "purchases succeed again", || async {
+        let resp = node.purchase("after", &sale).await;
+        (resp.status == StatusCode::ACCEPTED).then_some(())
+    })
+    .await;
+    cluster.stop().await;
+}
