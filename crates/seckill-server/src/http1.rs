@@ -88,41 +88,26 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Connection {
         };
         let id = request_scope::request_id(request.headers());
         let app = &self.app;
-        if about.degraded {
-            let refused = canned::degraded();
-            return Either::Left(ready(Ok(about.finish(
-                app,
-                refused,
-                Some(ErrorCode::Unavailable),
-                id,
-            ))));
+        let at_once = if about.degraded {
+            Some((canned::degraded(), Some(ErrorCode::Unavailable)))
+        } else {
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                from_memory::answer(app, route, &request)
+            }))
+            .unwrap_or_else(|_| {
+                let id = String::from_utf8_lossy(id.as_bytes()).into_owned();
+                Some((routes::panicked(Some(id)), Some(ErrorCode::Internal)))
+            })
+        };
+        if let Some((response, code)) = at_once {
+            return Either::Left(ready(Ok(about.finish(app, response, code, id))));
         }
-        let quick = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            from_memory::answer(app, route, &request)
-        }));
-        match quick {
-            Ok(Some((response, code))) => {
-                Either::Left(ready(Ok(about.finish(app, response, code, id))))
-            }
-            Ok(None) => {
-                let (app, router, peer) = (self.app.clone(), self.router.clone(), self.peer);
-                Either::Right(Box::pin(async move {
-                    let answered =
-                        request_scope::run(id, within_limits(&app, router, route, peer, request))
-                            .await;
-                    Ok(about.finish(&app, answered.output, answered.code, answered.id))
-                }))
-            }
-            Err(panic) => {
-                let response = routes::panic_response(panic);
-                Either::Left(ready(Ok(about.finish(
-                    app,
-                    response,
-                    Some(ErrorCode::Internal),
-                    id,
-                ))))
-            }
-        }
+        let (app, router, peer) = (self.app.clone(), self.router.clone(), self.peer);
+        Either::Right(Box::pin(async move {
+            let handling = within_limits(&app, router, route, peer, request);
+            let answered = request_scope::run(id, handling).await;
+            Ok(about.finish(&app, answered.output, answered.code, answered.id))
+        }))
     }
 }
 

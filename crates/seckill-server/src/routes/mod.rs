@@ -49,9 +49,11 @@ pub fn router(app: App) -> Router {
 
 /// A bug must still answer in the API's shape, and the process keeps serving.
 pub(crate) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    tracing::error!(
-        request_id = crate::request_scope::current_id(),
-        "a request handler panicked"
-    );
+    panicked(crate::request_scope::current_id())
+}
+
+/// The answer to a request whose handler panicked, logged with its id.
+pub(crate) fn panicked(request_id: Option<String>) -> Response {
+    tracing::error!(request_id, "a request handler panicked");
     ApiError::new(ErrorCode::Internal, "internal error").into_response()
 }
