@@ -234,9 +234,9 @@ impl Browser {
         let png = base64::engine::general_purpose::STANDARD
             .decode(shot["data"].as_str().expect("screenshot data"))
             .expect("base64 PNG");
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../target")
-            .join(name);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+        std::fs::create_dir_all(&dir).expect("create the screenshots' folder");
+        let path = dir.join(name);
         std::fs::write(&path, png).expect("write the screenshot");
         path
     }
