@@ -25,7 +25,7 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VE
 fi
 
 cargo build --quiet -p seckill-cli
-seckill=target/debug/seckill
+seckill=${CARGO_TARGET_DIR:-target}/debug/seckill
 
 work=$(mktemp -d)
 server=
