@@ -1,6 +1,6 @@
 //! The answers made from memory alone, in the accept loop's `call`, with
 //! nothing awaited: the crowd's purchase of a sale that is sold out (or
-//! unknown, not started, ended) and the live stock. They need no future, no
+//! unknown, not started, ended), the sale itself and its live stock. They need no future, no
 //! task-local scope, no time limit and no router: all of that per request
 //! cost the sold-out answer a quarter of its throughput (ARCHITECTURE.md,
 //! "Request metrics, measured"). Anything else, or anything these cannot
@@ -24,6 +24,7 @@ pub fn answer<B>(app: &App, route: Route, request: &Request<B>) -> Option<Answer
         Route::Purchase => plain_sale_id(path, "/purchase")?,
         // A limited read may have to wait for its slot: the long way.
         Route::Stock if !app.rate_limits.applies_to(route) => plain_sale_id(path, "/stock")?,
+        Route::GetSale if !app.rate_limits.applies_to(route) => plain_sale_id(path, "")?,
         _ => return None,
     };
     // Such an answer holds a place among those in flight for no time: it
@@ -34,6 +35,7 @@ pub fn answer<B>(app: &App, route: Route, request: &Request<B>) -> Option<Answer
     }
     match route {
         Route::Purchase => purchase::triage(app, sale_id).refused(),
+        Route::GetSale => Some(sales::sale_answer(app, sale_id, request.headers())),
         _ => Some(sales::stock_answer(app, sale_id)),
     }
 }

@@ -83,14 +83,23 @@ pub async fn list(State(app): State<App>, headers: HeaderMap) -> Response {
         (status = 304, description = "The ETag named in `If-None-Match` is current.", headers(
             ("ETag" = String), ("Cache-Control" = String))),
         openapi::SaleErrors))]
-pub async fn get(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> ApiResult<Response> {
-    let sale = find(&app, &id)?;
-    Ok(cacheable(
-        &headers,
-        &sale.json,
-        &sale.etag,
-        SALE_CACHE_CONTROL,
-    ))
+pub async fn get(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> Response {
+    sale_answer(&app, &id, &headers).0
+}
+
+/// The sale (or 304) and the error code of the answer, if any: from memory,
+/// so the accept loop makes it at once (`from_memory.rs`).
+pub(crate) fn sale_answer(
+    app: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+) -> (Response, Option<ErrorCode>) {
+    let Some(sale) = app.market.get(id) else {
+        let error = ApiError::not_found("no such sale");
+        return (error.into_response(), Some(ErrorCode::NotFound));
+    };
+    let answer = cacheable(headers, &sale.json, &sale.etag, SALE_CACHE_CONTROL);
+    (answer, None)
 }
 
 /// A JSON body served from memory with its ETag: 304 when the client
