@@ -25,7 +25,7 @@ use seckill_cluster::nodes::Heartbeat;
 use seckill_cluster::orders::{OrdersError, SqlOrders};
 use seckill_cluster::quota::Quotas;
 use seckill_cluster::store::ClusterStore;
-use seckill_core::{ErrorCode, OrderId, OrderStatus, SaleId};
+use seckill_core::{OrderId, OrderStatus, SaleId};
 use seckill_store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -145,17 +145,10 @@ impl Cluster {
                     expires_at,
                 });
             }
-            ReserveOutcome::LimitReached { .. } => ApiError::new(
-                ErrorCode::LimitReached,
-                "you already hold the most this sale allows per user",
-            ),
-            ReserveOutcome::SoldOut { .. } => {
-                ApiError::new(ErrorCode::SoldOut, "the sale is sold out")
-            }
-            ReserveOutcome::NotStarted { .. } => {
-                ApiError::new(ErrorCode::NotStarted, "the sale has not started")
-            }
-            ReserveOutcome::Ended { .. } => ApiError::new(ErrorCode::Ended, "the sale has ended"),
+            ReserveOutcome::LimitReached { .. } => ApiError::limit_reached(),
+            ReserveOutcome::SoldOut { .. } => ApiError::sold_out(),
+            ReserveOutcome::NotStarted { .. } => ApiError::not_started(),
+            ReserveOutcome::Ended { .. } => ApiError::ended(),
             ReserveOutcome::UnknownSale => {
                 tracing::error!(sale = %sale.sale.id, "Redis does not know this sale; run `seckill reconcile`");
                 ApiError::unavailable("the stock authority does not know this sale")

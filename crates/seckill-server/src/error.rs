@@ -43,6 +43,27 @@ impl ApiError {
         Self::new(ErrorCode::Unavailable, message)
     }
 
+    /// The refusals a purchase gets from the stock, the user's holding or
+    /// the clock, in memory or from Redis; worded as their `canned` twins.
+    pub fn sold_out() -> Self {
+        Self::new(ErrorCode::SoldOut, "the sale is sold out")
+    }
+
+    pub fn limit_reached() -> Self {
+        Self::new(
+            ErrorCode::LimitReached,
+            "you already hold the most this sale allows per user",
+        )
+    }
+
+    pub fn not_started() -> Self {
+        Self::new(ErrorCode::NotStarted, "the sale has not started yet")
+    }
+
+    pub fn ended() -> Self {
+        Self::new(ErrorCode::Ended, "the sale has ended")
+    }
+
     pub fn status(&self) -> StatusCode {
         status_of(self.code)
     }
@@ -179,6 +200,24 @@ pub mod canned {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn body_of(response: Response) -> serde_json::Value {
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn canned_refusals_say_what_their_api_errors_say() {
+        for (canned, error) in [
+            (canned::sold_out(), ApiError::sold_out()),
+            (canned::not_started(), ApiError::not_started()),
+            (canned::ended(), ApiError::ended()),
+        ] {
+            assert_eq!(body_of(canned).await, body_of(error.into_response()).await);
+        }
+    }
 
     #[tokio::test]
     async fn canned_bodies_match_their_codes() {

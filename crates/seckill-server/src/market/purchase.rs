@@ -6,7 +6,7 @@ use super::{LiveSale, Market};
 use crate::error::{ApiError, ApiResult};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use seckill_core::{ErrorCode, OrderId, OrderStatus, SaleId, Timestamp, UserId};
+use seckill_core::{OrderId, OrderStatus, SaleId, Timestamp, UserId};
 use seckill_store::{CommitTicket, Reservation, StoreError, StoreResult};
 use serde::Serialize;
 use std::future::Future;
@@ -70,12 +70,9 @@ impl Market {
             return Ok(answer.clone().boxed());
         }
         let refusal = if buyer.held + purchase.quantity > sale.sale.per_user_limit {
-            Some(ApiError::new(
-                ErrorCode::LimitReached,
-                "you already hold the most this sale allows per user",
-            ))
+            Some(ApiError::limit_reached())
         } else if !sale.stock.try_take(purchase.quantity) {
-            Some(ApiError::new(ErrorCode::SoldOut, "the sale is sold out"))
+            Some(ApiError::sold_out())
         } else {
             None
         };
@@ -199,7 +196,7 @@ impl Drop for Committing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seckill_core::{NewSale, SaleId};
+    use seckill_core::{ErrorCode, NewSale, SaleId};
     use seckill_store::{DATABASE_FILE, Snapshot, SqliteStore};
     use std::time::Duration;
 
