@@ -38,3 +38,52 @@ bench() {
     "$SECKILL" bench --connections "$CONNECTIONS" --json "$OUT/$name.json" "$@" >"$OUT/$name.txt" 2>&1 \
         || echo "$SCRIPT: $name: $(tail -1 "$OUT/$name.txt")" >&2
 }
+
+# build_ceiling: builds the hyper ceiling server of $PEERS into
+# $CEILING_TARGET and sets CEILING (its binary).
+build_ceiling() {
+    [ -d "$PEERS/ceiling-rust" ] || { echo "$SCRIPT: no ceiling server at $PEERS/ceiling-rust (set PEERS)" >&2; exit 2; }
+    CARGO_TARGET_DIR=$CEILING_TARGET cargo build --release --quiet --manifest-path "$PEERS/ceiling-rust/Cargo.toml"
+    CEILING=$CEILING_TARGET/release/ceiling-rust
+}
+
+# interleave: ROUNDS rounds; each measures the ceiling ($CEILING_URL), then
+# every row of $ROWS by calling `measure ROW NAME` (NAME = ROW_ROUND); a
+# last ceiling closes the last round. The machine is shared and noisy:
+# each row is quoted against the mean of its round's two ceilings.
+interleave() {
+    local round row
+    for round in $(seq "$ROUNDS"); do
+        echo "round $round of $ROUNDS..."
+        bench "ceiling_$round" --scenario get --url "$CEILING_URL" --duration "$DURATION"
+        for row in $ROWS; do measure "$row" "${row}_$round"; done
+    done
+    bench "ceiling_$((ROUNDS + 1))" --scenario get --url "$CEILING_URL" --duration "$DURATION"
+}
+
+# ratio_table: every round's rows of `interleave` and the median ratio of
+# each row, into $OUT/table.txt.
+ratio_table() {
+    local round row name ceiling
+    rps() { jq -r '.rps' "$OUT/$1.json"; }
+    median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+    {
+        echo "# $(date -u +%FT%TZ), $ROUNDS rounds, $DURATION per row, $CONNECTIONS connections"
+        printf "%-6s %-13s %10s %9s %9s  %s\n" round row req/s p99_ms x_ceiling statuses
+        for round in $(seq "$ROUNDS"); do
+            ceiling=$(echo "$(rps "ceiling_$round") $(rps "ceiling_$((round + 1))")" | awk '{ print ($1 + $2) / 2 }')
+            for row in ceiling $ROWS; do
+                name=${row}_$round
+                printf "%-6s %-13s %10.0f %9.2f %9.2f  %s\n" "$round" "$row" "$(rps "$name")" \
+                    "$(jq .latency_ms.p99 "$OUT/$name.json")" \
+                    "$(echo "$(rps "$name") $ceiling" | awk '{ print $1 / $2 }')" "$(jq -c .status "$OUT/$name.json")"
+                echo "$row $(echo "$(rps "$name") $ceiling" | awk '{ print $1 / $2 }')" >>"$OUT/ratios.txt"
+            done
+        done
+        printf "%-6s %-13s %10.0f\n" "$((ROUNDS + 1))" ceiling "$(rps "ceiling_$((ROUNDS + 1))")"
+        echo "median x_ceiling over the rounds:"
+        for row in $ROWS; do
+            printf "  %-13s %.2f\n" "$row" "$(awk -v r="$row" '$1 == r { print $2 }' "$OUT/ratios.txt" | median)"
+        done
+    } | tee "$OUT/table.txt"
+}

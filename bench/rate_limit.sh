@@ -11,9 +11,8 @@
 #   stock_lim      GET /stock with the address and engine-wide limits on it:
 #                  the price of two limiter checks on a request this cheap
 #
-# The machine is shared and noisy: the rows run in ROUNDS interleaved
-# rounds, each quoted against its own round's ceiling, and the table shows
-# every round and the median ratio.
+# The rows run in ROUNDS interleaved rounds (bench/lib.sh, `interleave`);
+# the table shows every round and the median ratio.
 #
 #   bench/rate_limit.sh
 #   ROUNDS=5 DURATION=10s CONNECTIONS=200 bench/rate_limit.sh
@@ -35,16 +34,13 @@ mkdir -p "$OUT"
 
 source "$ROOT/bench/lib.sh"
 need jq curl
-[ -d "$PEERS/ceiling-rust" ] || { echo "rate_limit: no ceiling server at $PEERS/ceiling-rust (set PEERS)" >&2; exit 2; }
-
 
 echo "building (release)..."
 cargo build --release --quiet -p seckill-cli
-CARGO_TARGET_DIR=$CEILING_TARGET cargo build --release --quiet --manifest-path "$PEERS/ceiling-rust/Cargo.toml"
+build_ceiling
 SECKILL=$ROOT/target/release/seckill
 
-
-start ceiling "$CEILING_TARGET/release/ceiling-rust" --stack hyper --port $CEILING_PORT
+start ceiling "$CEILING" --stack hyper --port $CEILING_PORT
 CEILING_URL=http://127.0.0.1:$CEILING_PORT/buy/ticket
 export SECKILL_JWT_SECRET=rate-limit-secret SECKILL_ADMIN_TOKEN=rate-limit-admin
 DEFAULT_DATA=$(mktemp -d)
@@ -64,36 +60,15 @@ bench warmup --url "http://127.0.0.1:$SECKILL_PORT" --sale "$SALE" --users 100 -
 bench warmup_lim --url "http://127.0.0.1:$LIMITED_PORT" --sale "$SALE_LIM" --users 100 --requests 100
 
 ROWS="sold_out sold_out_lim stock stock_lim"
-for round in $(seq "$ROUNDS"); do
-    echo "round $round of $ROUNDS..."
-    bench "ceiling_$round" --scenario get --url "$CEILING_URL" --duration "$DURATION"
-    bench "sold_out_$round" --url "http://127.0.0.1:$SECKILL_PORT" --sale "$SALE" --users "$USERS" --duration "$DURATION"
-    bench "sold_out_lim_$round" --url "http://127.0.0.1:$LIMITED_PORT" --sale "$SALE_LIM" --users "$USERS" --duration "$DURATION"
-    bench "stock_$round" --scenario get --url "http://127.0.0.1:$SECKILL_PORT/api/v1/sales/$SALE/stock" --duration "$DURATION"
-    bench "stock_lim_$round" --scenario get --url "http://127.0.0.1:$LIMITED_PORT/api/v1/sales/$SALE_LIM/stock" --duration "$DURATION"
-done
-bench "ceiling_$((ROUNDS + 1))" --scenario get --url "$CEILING_URL" --duration "$DURATION"
-
-rps() { jq -r '.rps' "$OUT/$1.json"; }
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
-{
-    echo "# $(date -u +%FT%TZ), $ROUNDS rounds, $DURATION per row, $CONNECTIONS connections"
-    printf "%-6s %-13s %10s %9s %9s  %s\n" round row req/s p99_ms x_ceiling statuses
-    for round in $(seq "$ROUNDS"); do
-        ceiling=$(echo "$(rps "ceiling_$round") $(rps "ceiling_$((round + 1))")" | awk '{ print ($1 + $2) / 2 }')
-        for row in ceiling $ROWS; do
-            name=${row}_$round
-            printf "%-6s %-13s %10.0f %9.2f %9.2f  %s\n" "$round" "$row" "$(rps "$name")" \
-                "$(jq .latency_ms.p99 "$OUT/$name.json")" \
-                "$(echo "$(rps "$name") $ceiling" | awk '{ print $1 / $2 }')" "$(jq -c .status "$OUT/$name.json")"
-            echo "$row $(echo "$(rps "$name") $ceiling" | awk '{ print $1 / $2 }')" >>"$OUT/ratios.txt"
-        done
-    done
-    printf "%-6s %-13s %10.0f\n" "$((ROUNDS + 1))" ceiling "$(rps "ceiling_$((ROUNDS + 1))")"
-    echo "median x_ceiling over the rounds:"
-    for row in $ROWS; do
-        printf "  %-13s %.2f\n" "$row" "$(awk -v r="$row" '$1 == r { print $2 }' "$OUT/ratios.txt" | median)"
-    done
-} | tee "$OUT/table.txt"
+measure() {
+    case $1 in
+        sold_out) bench "$2" --url "http://127.0.0.1:$SECKILL_PORT" --sale "$SALE" --users "$USERS" --duration "$DURATION" ;;
+        sold_out_lim) bench "$2" --url "http://127.0.0.1:$LIMITED_PORT" --sale "$SALE_LIM" --users "$USERS" --duration "$DURATION" ;;
+        stock) bench "$2" --scenario get --url "http://127.0.0.1:$SECKILL_PORT/api/v1/sales/$SALE/stock" --duration "$DURATION" ;;
+        stock_lim) bench "$2" --scenario get --url "http://127.0.0.1:$LIMITED_PORT/api/v1/sales/$SALE_LIM/stock" --duration "$DURATION" ;;
+    esac
+}
+interleave
+ratio_table
 rm -rf "$DEFAULT_DATA" "$LIMITED_DATA"
 echo "raw output in $OUT"

@@ -44,7 +44,10 @@ async fn every_answer_carries_a_request_id() {
     first.accepted(&sale);
     let second = seckill.purchase("bob", &sale).await;
     second.expect_error(StatusCode::CONFLICT, "sold_out");
-    let ids: Vec<&str> = [&first, &second]
+    // Answers made from memory (the refusal, the sale, the list) too.
+    let read = seckill.get(&format!("/api/v1/sales/{sale}"), &Auth::None).await;
+    let list = seckill.get("/api/v1/sales", &Auth::None).await;
+    let ids: Vec<&str> = [&first, &second, &read, &list]
         .iter()
         .map(|answer| {
             answer
@@ -52,7 +55,9 @@ async fn every_answer_carries_a_request_id() {
                 .expect("a generated request id")
         })
         .collect();
-    assert_ne!(ids[0], ids[1], "ids are unique");
+    assert!(ids.iter().all(|id| !id.is_empty()), "{ids:?}");
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "ids are unique: {ids:?}");
 
     // A client's own id is echoed; one that is not a sensible id is replaced.
     for (sent, kept) in [("order-flow-7", true), ("has spaces in it", false)] {

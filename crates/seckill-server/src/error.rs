@@ -1,15 +1,18 @@
 //! The API's error answer: an HTTP status and
 //! `{"error": {"code": "...", "message": "..."}}` (API.md).
 
-use axum::http::{HeaderValue, StatusCode, header};
+use crate::prebuilt::{self, JSON_HEADERS};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use seckill_core::{ErrorCode, FieldError};
 use seckill_store::StoreError;
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
-/// Seconds a client should wait before retrying a 429 or 503.
-const RETRY_AFTER_SECS: &str = "1";
+/// The headers of a 429 or 503: when a client should retry, in seconds.
+static RETRY_HEADERS: LazyLock<HeaderMap> =
+    LazyLock::new(|| prebuilt::headers([(header::RETRY_AFTER, HeaderValue::from_static("1"))]));
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -131,22 +134,12 @@ impl IntoResponse for ApiError {
 /// for the request's metrics.
 pub fn error_response(code: ErrorCode, body: Bytes) -> Response {
     crate::request_scope::note_error(code);
-    let mut response = (
-        status_of(code),
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response();
-    if sends_retry_after(code) {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_SECS),
-        );
-    }
-    response
+    let headers = if sends_retry_after(code) {
+        &RETRY_HEADERS
+    } else {
+        &JSON_HEADERS
+    };
+    prebuilt::json(status_of(code), headers, body)
 }
 
 /// Error answers that the crowd gets most often, serialized once.

@@ -19,6 +19,7 @@ pub mod market;
 pub mod metrics;
 pub mod openapi;
 pub mod per_thread;
+mod prebuilt;
 pub mod pulse;
 pub mod purchase_token;
 pub mod rate_limit;

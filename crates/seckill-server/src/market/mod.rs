@@ -12,38 +12,36 @@ pub use purchase::{Purchase, Receipt};
 
 use crate::cluster::Cluster;
 use crate::error::ApiResult;
-use axum::http::HeaderValue;
+use crate::prebuilt::CachedJson;
 use bytes::Bytes;
 use seckill_core::{NewSale, Sale, SaleId, Timestamp};
 use seckill_store::{ReleasedUnits, Snapshot, Store, StoreResult};
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 pub struct Market {
-    sales: RwLock<HashMap<SaleId, Arc<LiveSale>>>,
+    sales: RwLock<Sales>,
     /// `GET /api/v1/sales`, serialized once per change.
-    listing: RwLock<Arc<Listing>>,
+    listing: RwLock<Arc<CachedJson>>,
     store: Arc<dyn Store>,
     /// Set in cluster mode: purchases go to Redis.
     cluster: Option<Arc<Cluster>>,
 }
 
-/// Every sale, oldest first, as served by `GET /api/v1/sales`.
-pub struct Listing {
-    pub json: Bytes,
-    pub etag: HeaderValue,
-}
+/// Every sale by id. Hashed with foldhash, not SipHash: looking a sale up
+/// is on every purchase and read, and only the operator adds keys, so the
+/// map needs no defence against a crowd choosing colliding ones.
+type Sales = foldhash::HashMap<SaleId, Arc<LiveSale>>;
 
-impl Listing {
-    fn of(sales: &HashMap<SaleId, Arc<LiveSale>>) -> Self {
-        let mut sales: Vec<&Sale> = sales.values().map(|live| &live.sale).collect();
-        sales.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        let json = Bytes::from(serde_json::to_vec(&sales).expect("sales serialize"));
-        Self {
-            etag: live_sale::etag_of(&json),
-            json,
-        }
-    }
+/// The list changes only when a sale is created: caches may keep it a few
+/// seconds and revalidate with its ETag.
+const LISTING_CACHE_CONTROL: &str = "public, max-age=5";
+
+/// Every sale, oldest first, as served by `GET /api/v1/sales`.
+fn listing_of(sales: &Sales) -> CachedJson {
+    let mut sales: Vec<&Sale> = sales.values().map(|live| &live.sale).collect();
+    sales.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    let json = Bytes::from(serde_json::to_vec(&sales).expect("sales serialize"));
+    CachedJson::new(json, LISTING_CACHE_CONTROL)
 }
 
 impl Market {
@@ -54,7 +52,7 @@ impl Market {
         snapshot: Snapshot,
         cluster: Option<Arc<Cluster>>,
     ) -> Self {
-        let sales: HashMap<SaleId, Arc<LiveSale>> = snapshot
+        let sales: Sales = snapshot
             .sales
             .into_iter()
             .map(|sale| (sale.id.clone(), Arc::new(LiveSale::new(sale))))
@@ -77,7 +75,7 @@ impl Market {
             "stock rebuilt from the stored orders"
         );
         Self {
-            listing: RwLock::new(Arc::new(Listing::of(&sales))),
+            listing: RwLock::new(Arc::new(listing_of(&sales))),
             sales: RwLock::new(sales),
             store,
             cluster,
@@ -101,7 +99,7 @@ impl Market {
     }
 
     /// Every sale as `GET /api/v1/sales` serves it.
-    pub fn listing(&self) -> Arc<Listing> {
+    pub fn listing(&self) -> Arc<CachedJson> {
         Arc::clone(
             &self
                 .listing
@@ -149,7 +147,7 @@ impl Market {
         *self
             .listing
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(Listing::of(&sales));
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(listing_of(&sales));
         live
     }
 

@@ -4,27 +4,25 @@ use super::extract::{Id, json_body};
 use crate::error::{ApiError, ApiResult, canned};
 use crate::market::LiveSale;
 use crate::openapi::{self, SalePath};
-use crate::{App, AppState};
+use crate::{App, AppState, prebuilt};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use seckill_core::{ErrorCode, NewSale, SaleId, SalePhase, StockState, Timestamp};
 use serde::Serialize;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use utoipa::ToSchema;
 
-/// A sale never changes once created, so caches may keep it a while; the
-/// ETag lets them revalidate for free.
-const SALE_CACHE_CONTROL: &str = "public, max-age=60";
-/// The list changes only when a sale is created: caches may keep it a few
-/// seconds and revalidate with its ETag.
-const LIST_CACHE_CONTROL: &str = "public, max-age=5";
-/// The stock answer may lag by up to a second (API.md); it is read from
-/// memory, never from the store.
-const STOCK_CACHE_CONTROL: &str = "public, max-age=1";
+/// The stock answer's headers: it may lag by up to a second (API.md); it is
+/// read from memory, never from the store.
+static STOCK_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
+    prebuilt::headers([(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=1"),
+    )])
+});
 
 #[utoipa::path(post, path = "/api/v1/sales", operation_id = "create_sale",
     security(("admin_token" = [])), request_body = NewSale,
@@ -56,7 +54,7 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> A
                 HeaderValue::from_static("application/json"),
             ),
         ],
-        sale.json.clone(),
+        sale.detail.json.clone(),
     )
         .into_response())
 }
@@ -70,8 +68,7 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> A
             ("ETag" = String), ("Cache-Control" = String))),
         openapi::ListSalesErrors))]
 pub async fn list(State(app): State<App>, headers: HeaderMap) -> Response {
-    let listing = app.market.listing();
-    cacheable(&headers, &listing.json, &listing.etag, LIST_CACHE_CONTROL)
+    app.market.listing().answer(&headers)
 }
 
 #[utoipa::path(get, path = "/api/v1/sales/{sale_id}", operation_id = "get_sale",
@@ -98,37 +95,7 @@ pub(crate) fn sale_answer(
         let error = ApiError::not_found("no such sale");
         return (error.into_response(), Some(ErrorCode::NotFound));
     };
-    let answer = cacheable(headers, &sale.json, &sale.etag, SALE_CACHE_CONTROL);
-    (answer, None)
-}
-
-/// A JSON body served from memory with its ETag: 304 when the client
-/// already has it.
-fn cacheable(
-    headers: &HeaderMap,
-    json: &Bytes,
-    etag: &HeaderValue,
-    cache_control: &'static str,
-) -> Response {
-    let cache_headers = [
-        (header::ETAG, etag.clone()),
-        (
-            header::CACHE_CONTROL,
-            HeaderValue::from_static(cache_control),
-        ),
-    ];
-    if etag_matches(headers, etag) {
-        return (StatusCode::NOT_MODIFIED, cache_headers).into_response();
-    }
-    (
-        cache_headers,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        json.clone(),
-    )
-        .into_response()
+    (sale.detail.answer(headers), None)
 }
 
 /// Live state; may lag by up to one second.
@@ -157,20 +124,8 @@ pub(crate) fn stock_answer(app: &AppState, id: &str) -> (Response, Option<ErrorC
     };
     let remaining = sale.stock.remaining();
     let state = sale.sale.stock_state(Timestamp::now(), remaining);
-    let answer = (
-        [
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static(STOCK_CACHE_CONTROL),
-            ),
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-        ],
-        sale.stock_json(remaining, state),
-    );
-    (answer.into_response(), None)
+    let body = sale.stock_json(remaining, state);
+    (prebuilt::json(StatusCode::OK, &STOCK_HEADERS, body), None)
 }
 
 /// Units per order status, from the store, beside the live remaining count:
@@ -243,20 +198,6 @@ fn find(app: &App, id: &str) -> ApiResult<Arc<LiveSale>> {
     app.market
         .get(id)
         .ok_or_else(|| ApiError::not_found("no such sale"))
-}
-
-/// `If-None-Match` names our ETag (or `*`), weak or strong.
-fn etag_matches(headers: &HeaderMap, etag: &HeaderValue) -> bool {
-    let Some(etag) = etag.to_str().ok() else {
-        return false;
-    };
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(|tag| tag.trim().trim_start_matches("W/"))
-        .any(|tag| tag == etag || tag == "*")
 }
 
 #[cfg(test)]
