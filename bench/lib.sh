@@ -47,40 +47,41 @@ build_ceiling() {
     CEILING=$CEILING_TARGET/release/ceiling-rust
 }
 
-# interleave: ROUNDS rounds; each measures the ceiling ($CEILING_URL), then
-# every row of $ROWS by calling `measure ROW NAME` (NAME = ROW_ROUND); a
-# last ceiling closes the last round. The machine is shared and noisy:
-# each row is quoted against the mean of its round's two ceilings.
+# interleave: ROUNDS rounds; each measures every row of $ROWS by calling
+# `measure ROW NAME` (NAME = ROW_ROUND), with the ceiling ($CEILING_URL)
+# measured between every two rows. The machine is shared and noisy, its
+# speed drifting over seconds: each row is quoted against the mean of the
+# two ceilings either side of it ($OUT/order.txt).
 interleave() {
-    local round row
+    local round row ceilings=1
+    bench ceiling_1 --scenario get --url "$CEILING_URL" --duration "$DURATION"
     for round in $(seq "$ROUNDS"); do
         echo "round $round of $ROUNDS..."
-        bench "ceiling_$round" --scenario get --url "$CEILING_URL" --duration "$DURATION"
-        for row in $ROWS; do measure "$row" "${row}_$round"; done
+        for row in $ROWS; do
+            measure "$row" "${row}_$round"
+            ceilings=$((ceilings + 1))
+            bench "ceiling_$ceilings" --scenario get --url "$CEILING_URL" --duration "$DURATION"
+            echo "$round $row ${row}_$round ceiling_$((ceilings - 1)) ceiling_$ceilings" >>"$OUT/order.txt"
+        done
     done
-    bench "ceiling_$((ROUNDS + 1))" --scenario get --url "$CEILING_URL" --duration "$DURATION"
 }
 
-# ratio_table: every round's rows of `interleave` and the median ratio of
-# each row, into $OUT/table.txt.
+# ratio_table: every row of `interleave` and the median ratio of each row,
+# into $OUT/table.txt.
 ratio_table() {
-    local round row name ceiling
+    local round row name before after ceiling
     rps() { jq -r '.rps' "$OUT/$1.json"; }
     median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
     {
         echo "# $(date -u +%FT%TZ), $ROUNDS rounds, $DURATION per row, $CONNECTIONS connections"
-        printf "%-6s %-13s %10s %9s %9s  %s\n" round row req/s p99_ms x_ceiling statuses
-        for round in $(seq "$ROUNDS"); do
-            ceiling=$(echo "$(rps "ceiling_$round") $(rps "ceiling_$((round + 1))")" | awk '{ print ($1 + $2) / 2 }')
-            for row in ceiling $ROWS; do
-                name=${row}_$round
-                printf "%-6s %-13s %10.0f %9.2f %9.2f  %s\n" "$round" "$row" "$(rps "$name")" \
-                    "$(jq .latency_ms.p99 "$OUT/$name.json")" \
-                    "$(echo "$(rps "$name") $ceiling" | awk '{ print $1 / $2 }')" "$(jq -c .status "$OUT/$name.json")"
-                echo "$row $(echo "$(rps "$name") $ceiling" | awk '{ print $1 / $2 }')" >>"$OUT/ratios.txt"
-            done
-        done
-        printf "%-6s %-13s %10.0f\n" "$((ROUNDS + 1))" ceiling "$(rps "ceiling_$((ROUNDS + 1))")"
+        printf "%-6s %-13s %10s %9s %15s %9s  %s\n" round row req/s p99_ms ceiling_either x_ceiling statuses
+        while read -r round row name before after; do
+            ceiling=$(echo "$(rps "$before") $(rps "$after")" | awk '{ print ($1 + $2) / 2 }')
+            printf "%-6s %-13s %10.0f %9.2f %7.0f %7.0f %9.2f  %s\n" "$round" "$row" "$(rps "$name")" \
+                "$(jq .latency_ms.p99 "$OUT/$name.json")" "$(rps "$before")" "$(rps "$after")" \
+                "$(echo "$(rps "$name") $ceiling" | awk '{ print $1 / $2 }')" "$(jq -c .status "$OUT/$name.json")"
+            echo "$row $(echo "$(rps "$name") $ceiling" | awk '{ print $1 / $2 }')" >>"$OUT/ratios.txt"
+        done <"$OUT/order.txt"
         echo "median x_ceiling over the rounds:"
         for row in $ROWS; do
             printf "  %-13s %.2f\n" "$row" "$(awk -v r="$row" '$1 == r { print $2 }' "$OUT/ratios.txt" | median)"

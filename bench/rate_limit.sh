@@ -2,8 +2,9 @@
 # What rate limiting costs, quoted as ratios to the hyper ceiling server of
 # ../shared/bench in the same run, all driven by `seckill bench`:
 #
-#   ceiling        GET /buy/ticket on ceiling-rust (hyper): measured before
-#                  and after each round; a row's ratio uses the mean of the two
+#   ceiling        GET /buy/ticket on ceiling-rust (hyper): measured between
+#                  every two rows; a row's ratio uses the mean of the two
+#                  either side of it
 #   sold_out       the sold-out purchase path, default settings
 #   sold_out_lim   the same with every limit on (per user, per address,
 #                  engine-wide; limits high enough to refuse nothing)

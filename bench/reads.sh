@@ -2,8 +2,9 @@
 # The cached reads, quoted as ratios to the hyper ceiling server of
 # ../shared/bench in the same run, all driven by `seckill bench`:
 #
-#   ceiling   GET /buy/ticket on ceiling-rust (hyper): measured before and
-#             after each round; a row's ratio uses the mean of the two
+#   ceiling   GET /buy/ticket on ceiling-rust (hyper): measured between
+#             every two rows; a row's ratio uses the mean of the two
+#             either side of it
 #   sale      GET /api/v1/sales/{id}: the item, from memory, with its ETag
 #   listing   GET /api/v1/sales: every sale, serialized once per change
 #   stock     GET /api/v1/sales/{id}/stock: the live stock

@@ -68,6 +68,11 @@ const RESERVED: usize = ErrorCode::ALL.len();
 /// The `code` label of an answer without an error code.
 const NO_CODE: &str = "none";
 
+/// Set by `--cfg seckill_no_metrics`: requests and purchases are not
+/// counted, only to measure what counting them costs
+/// (bench/metrics-cost.sh).
+const NOT_KEPT: bool = cfg!(seckill_no_metrics);
+
 const REQUESTS: &str = "seckill_http_requests_total";
 const LATENCY: &str = "seckill_http_request_duration_seconds";
 const PURCHASES: &str = "seckill_purchases_total";
@@ -120,6 +125,9 @@ impl Metrics {
         code: Option<ErrorCode>,
         elapsed: Duration,
     ) {
+        if NOT_KEPT {
+            return;
+        }
         let code = code.filter(|code| status_of(*code) == status);
         let tally = self.tallies.mine();
         let index = route as usize;
@@ -136,6 +144,9 @@ impl Metrics {
 
     /// Counts a purchase by outcome: reserved (`None`) or refused with `code`.
     pub fn purchase(&self, refused: Option<ErrorCode>) {
+        if NOT_KEPT {
+            return;
+        }
         let outcome = refused.map_or(RESERVED, |code| code as usize);
         add(&self.tallies.mine().purchases[outcome], 1);
     }
