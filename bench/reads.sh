@@ -15,6 +15,7 @@
 #
 #   bench/reads.sh
 #   ROUNDS=5 DURATION=10s CONNECTIONS=200 bench/reads.sh
+#   ROWS="sale listing" ROUNDS=15 bench/reads.sh
 # Needs: jq, curl; the ceiling server is built into $CEILING_TARGET.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +50,7 @@ SALE=$(curl -sf -X POST -H "Authorization: Bearer $SECKILL_ADMIN_TOKEN" "$URL/ap
     -d '{"name":"reads","stock":1,"price_cents":100}' | jq -r .id)
 bench warmup --url "$URL" --sale "$SALE" --users 100 --requests 100
 
-ROWS="sale listing stock sold_out"
+ROWS=${ROWS:-sale listing stock sold_out}
 measure() {
     case $1 in
         sale) bench "$2" --scenario get --url "$URL/api/v1/sales/$SALE" --duration "$DURATION" ;;
