@@ -45,7 +45,9 @@ async fn every_answer_carries_a_request_id() {
     let second = seckill.purchase("bob", &sale).await;
     second.expect_error(StatusCode::CONFLICT, "sold_out");
     // Answers made from memory (the refusal, the sale, the list) too.
-    let read = seckill.get(&format!("/api/v1/sales/{sale}"), &Auth::None).await;
+    let read = seckill
+        .get(&format!("/api/v1/sales/{sale}"), &Auth::None)
+        .await;
     let list = seckill.get("/api/v1/sales", &Auth::None).await;
     let ids: Vec<&str> = [&first, &second, &read, &list]
         .iter()
