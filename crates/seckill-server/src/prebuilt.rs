@@ -1,9 +1,9 @@
 //! Answers assembled from parts made once: a JSON body and a header map
 //! that is cloned, not built. Building the headers per request (each one
 //! hashed into a fresh map, and axum's `IntoResponse` first setting a
-//! content type that the next step replaced) was 40 % of the instructions
-//! of answering a sale read from memory (callgrind, ARCHITECTURE.md
-//! "Cached reads, measured").
+//! content type that the next step replaced) took about 1,800 of the
+//! 12,900 instructions of a sale read; cloning takes about 500
+//! (callgrind, ARCHITECTURE.md "Cached reads, measured").
 
 use crate::request_scope::REQUEST_ID_HEADER;
 use axum::body::Body;
