@@ -49,7 +49,7 @@ pub fn headers<const N: usize>(more: [(header::HeaderName, HeaderValue); N]) -> 
 pub struct CachedJson {
     pub json: Bytes,
     etag: HeaderValue,
-    /// Content type, ETag and Cache-Control.
+    /// Content type, the request id's slot, ETag and Cache-Control.
     headers: HeaderMap,
 }
 
