@@ -29,18 +29,12 @@ BUFFER=${BUFFER:-10}
 DURABILITY=${DURABILITY:-none}
 DATABASE=${DATABASE:-postgres://postgres@127.0.0.1:5432/test}
 BASE_PORT=${BASE_PORT:-18400}
-CEILING_TARGET=${CEILING_TARGET:-${TMPDIR:-/tmp}/seckill-ceiling-target}
 OUT=$ROOT/bench/results/cluster-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 
 source "$ROOT/bench/lib.sh"
 need jq curl redis-server psql nginx
-[ -d "$PEERS/ceiling-rust" ] || { echo "cluster: no ceiling server at $PEERS/ceiling-rust (set PEERS)" >&2; exit 2; }
-
-echo "building (release)..."
-cargo build --release --quiet -p seckill-cli
-CARGO_TARGET_DIR=$CEILING_TARGET cargo build --release --quiet --manifest-path "$PEERS/ceiling-rust/Cargo.toml"
-SECKILL=$ROOT/target/release/seckill
+build
 
 CEILING_PORT=$BASE_PORT EMBEDDED_PORT=$((BASE_PORT + 1)) REDIS_PORT=$((BASE_PORT + 2))
 NGINX_PORT=$((BASE_PORT + 3)) NODE_PORTS="$((BASE_PORT + 4)) $((BASE_PORT + 5)) $((BASE_PORT + 6))"
@@ -48,7 +42,7 @@ export SECKILL_JWT_SECRET=cluster-bench-secret SECKILL_ADMIN_TOKEN=cluster-bench
 WORK=$(mktemp -d)
 chmod 755 "$WORK"
 
-start ceiling "$CEILING_TARGET/release/ceiling-rust" --stack hyper --port "$CEILING_PORT"
+start_ceiling "$CEILING_PORT"
 start embedded env RUST_LOG=warn "$SECKILL" serve --listen "127.0.0.1:$EMBEDDED_PORT" --data-dir "$WORK/embedded"
 
 mkdir -p "$WORK/redis"
@@ -78,10 +72,6 @@ mkdir -p "$WORK/nginx"
 start nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
 for port in $CEILING_PORT $EMBEDDED_PORT $NGINX_PORT $NODE_PORTS; do wait_port "$port"; done
 
-create_sale() { # PORT STOCK
-    curl -sf -X POST -H "Authorization: Bearer $SECKILL_ADMIN_TOKEN" "http://127.0.0.1:$1/api/v1/sales" \
-        -d "{\"name\":\"cluster bench\",\"stock\":$2,\"price_cents\":100}" | jq -r .id
-}
 FIRST_NODE=${NODE_PORTS%% *}
 # Every node learns of a sale within a second.
 known_everywhere() { # SALE
@@ -89,20 +79,20 @@ known_everywhere() { # SALE
         until curl -sf "http://127.0.0.1:$port/api/v1/sales/$1" >/dev/null; do sleep 0.2; done
     done
 }
-EMBEDDED_SALE=$(create_sale "$EMBEDDED_PORT" 1)
-SOLD_SALE=$(create_sale "$FIRST_NODE" 1)
-RUSH_SALE=$(create_sale "$FIRST_NODE" "$STOCK")
+EMBEDDED_SALE=$(create_sale "http://127.0.0.1:$EMBEDDED_PORT" 1)
+SOLD_SALE=$(create_sale "http://127.0.0.1:$FIRST_NODE" 1)
+RUSH_SALE=$(create_sale "http://127.0.0.1:$FIRST_NODE" "$STOCK")
 known_everywhere "$SOLD_SALE"
 known_everywhere "$RUSH_SALE"
 bench warmup_embedded --url "http://127.0.0.1:$EMBEDDED_PORT" --sale "$EMBEDDED_SALE" --users 100 --requests 100
 bench warmup_node --url "http://127.0.0.1:$FIRST_NODE" --sale "$SOLD_SALE" --users 100 --requests 100
 
 echo "measuring..."
-bench ceiling_1 --scenario get --url "http://127.0.0.1:$CEILING_PORT/buy/ticket" --duration "$DURATION"
+bench ceiling_1 --scenario get --url "$CEILING_URL" --duration "$DURATION"
 bench embedded_sold_out --url "http://127.0.0.1:$EMBEDDED_PORT" --sale "$EMBEDDED_SALE" --users "$USERS" --duration "$DURATION"
 bench node_sold_out --url "http://127.0.0.1:$FIRST_NODE" --sale "$SOLD_SALE" --users "$USERS" --duration "$DURATION"
 bench rush --url "http://127.0.0.1:$NGINX_PORT" --sale "$RUSH_SALE" --users "$USERS" --duration "$DURATION"
-bench ceiling_2 --scenario get --url "http://127.0.0.1:$CEILING_PORT/buy/ticket" --duration "$DURATION"
+bench ceiling_2 --scenario get --url "$CEILING_URL" --duration "$DURATION"
 
 rps() { jq -r '.rps' "$OUT/$1.json"; }
 reserve_calls() {

@@ -38,13 +38,8 @@ mkdir -p "$OUT"
 
 source "$ROOT/bench/lib.sh"
 need wrk jq curl
-[ -d "$PEERS/ceiling-rust" ] || { echo "compare: no ceiling server at $PEERS/ceiling-rust (set PEERS)" >&2; exit 2; }
 
-
-echo "building (release)..."
-cargo build --release --quiet -p seckill-cli
-(cd "$PEERS/ceiling-rust" && cargo build --release --quiet)
-SECKILL=$ROOT/target/release/seckill
+build
 PEER_GO=""
 if command -v go >/dev/null && [ -d /usr/share/gocode/src/github.com/gomodule/redigo ] && command -v redis-server >/dev/null; then
     "$PEERS/peer-go/build.sh" >"$OUT/peer-go-build.log" 2>&1 && PEER_GO=$PEERS/peer-go/bin/peer-go
@@ -54,9 +49,8 @@ fi
 ROWS=()
 row() { ROWS+=("$1 $2 $3"); }   # row LABEL SERVER JSON
 
-start ceiling "$PEERS/ceiling-rust/target/release/ceiling-rust" --stack hyper --port $CEILING_PORT
+start_ceiling $CEILING_PORT
 wait_port $CEILING_PORT
-CEILING_URL=http://127.0.0.1:$CEILING_PORT/buy/ticket
 
 echo "generator: wrk vs seckill bench on the ceiling server..."
 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$CEILING_URL" >"$OUT/wrk.txt"
@@ -68,19 +62,15 @@ export SECKILL_JWT_SECRET=compare-secret SECKILL_ADMIN_TOKEN=compare-admin
 start seckill env RUST_LOG=warn "$SECKILL" serve --listen 127.0.0.1:$SECKILL_PORT --data-dir "$DATA"
 wait_port $SECKILL_PORT
 SECKILL_URL=http://127.0.0.1:$SECKILL_PORT
-new_sale() {
-    curl -sf -X POST -H "Authorization: Bearer $SECKILL_ADMIN_TOKEN" "$SECKILL_URL/api/v1/sales" \
-        -d "{\"name\":\"compare\",\"stock\":$1,\"price_cents\":100}" | jq -r .id
-}
 
 echo "seckill: sold-out path, in-stock path, rush..."
-SOLD_OUT=$(new_sale 1)
+SOLD_OUT=$(create_sale "$SECKILL_URL" 1)
 bench seckill_warmup --url "$SECKILL_URL" --sale "$SOLD_OUT" --users 100 --requests 100
 bench seckill_sold_out --url "$SECKILL_URL" --sale "$SOLD_OUT" --users "$RUSH_USERS" --duration "$DURATION"
 row sold_out seckill seckill_sold_out
-bench seckill_in_stock --url "$SECKILL_URL" --sale "$(new_sale 1000000000)" --users "$RUSH_USERS" --duration "$DURATION"
+bench seckill_in_stock --url "$SECKILL_URL" --sale "$(create_sale "$SECKILL_URL" 1000000000)" --users "$RUSH_USERS" --duration "$DURATION"
 row in_stock seckill seckill_in_stock
-bench seckill_rush --url "$SECKILL_URL" --sale "$(new_sale "$RUSH_STOCK")" --users "$RUSH_USERS"
+bench seckill_rush --url "$SECKILL_URL" --sale "$(create_sale "$SECKILL_URL" "$RUSH_STOCK")" --users "$RUSH_USERS"
 row rush seckill seckill_rush
 stop "$LAST_PID"
 rm -rf "$DATA"

@@ -39,12 +39,30 @@ bench() {
         || echo "$SCRIPT: $name: $(tail -1 "$OUT/$name.txt")" >&2
 }
 
-# build_ceiling: builds the hyper ceiling server of $PEERS into
-# $CEILING_TARGET and sets CEILING (its binary).
-build_ceiling() {
+# build: the release seckill (SECKILL, where cargo puts it) and the hyper
+# ceiling server of $PEERS, built into $CEILING_TARGET so that nothing is
+# written under ../shared (CEILING).
+build() {
     [ -d "$PEERS/ceiling-rust" ] || { echo "$SCRIPT: no ceiling server at $PEERS/ceiling-rust (set PEERS)" >&2; exit 2; }
-    CARGO_TARGET_DIR=$CEILING_TARGET cargo build --release --quiet --manifest-path "$PEERS/ceiling-rust/Cargo.toml"
-    CEILING=$CEILING_TARGET/release/ceiling-rust
+    local ceiling_target=${CEILING_TARGET:-${TMPDIR:-/tmp}/seckill-ceiling-target}
+    echo "building (release)..."
+    cargo build --release --quiet -p seckill-cli
+    CARGO_TARGET_DIR=$ceiling_target cargo build --release --quiet --manifest-path "$PEERS/ceiling-rust/Cargo.toml"
+    SECKILL=${CARGO_TARGET_DIR:-$ROOT/target}/release/seckill
+    CEILING=$ceiling_target/release/ceiling-rust
+}
+
+# start_ceiling PORT: the ceiling server (hyper) on PORT; sets CEILING_URL.
+start_ceiling() {
+    start ceiling "$CEILING" --stack hyper --port "$1"
+    CEILING_URL=http://127.0.0.1:$1/buy/ticket
+}
+
+# create_sale URL STOCK: a sale of STOCK units on the engine at URL, made
+# with $SECKILL_ADMIN_TOKEN; prints its id.
+create_sale() {
+    curl -sf -X POST -H "Authorization: Bearer $SECKILL_ADMIN_TOKEN" "$1/api/v1/sales" \
+        -d "{\"name\":\"$SCRIPT\",\"stock\":$2,\"price_cents\":100}" | jq -r .id
 }
 
 # interleave: ROUNDS rounds; each measures every row of $ROWS by calling

@@ -29,20 +29,14 @@ USERS=${USERS:-1000000}
 CEILING_PORT=${CEILING_PORT:-18391}
 SECKILL_PORT=${SECKILL_PORT:-18390}
 LIMITED_PORT=${LIMITED_PORT:-18392}
-CEILING_TARGET=${CEILING_TARGET:-${TMPDIR:-/tmp}/seckill-ceiling-target}
 OUT=$ROOT/bench/results/rate-limit-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 
 source "$ROOT/bench/lib.sh"
 need jq curl
 
-echo "building (release)..."
-cargo build --release --quiet -p seckill-cli
-build_ceiling
-SECKILL=$ROOT/target/release/seckill
-
-start ceiling "$CEILING" --stack hyper --port $CEILING_PORT
-CEILING_URL=http://127.0.0.1:$CEILING_PORT/buy/ticket
+build
+start_ceiling $CEILING_PORT
 export SECKILL_JWT_SECRET=rate-limit-secret SECKILL_ADMIN_TOKEN=rate-limit-admin
 DEFAULT_DATA=$(mktemp -d)
 LIMITED_DATA=$(mktemp -d)
@@ -51,12 +45,8 @@ start seckill_lim env RUST_LOG=warn "$SECKILL" serve --listen 127.0.0.1:$LIMITED
     --rate-limited-routes purchase,stock --user-rate 10 --user-burst 20 \
     --ip-rate 1000000000 --ip-burst 1000000000 --global-rate 1000000000 --trusted-proxy 10.0.0.0/8
 for port in $CEILING_PORT $SECKILL_PORT $LIMITED_PORT; do wait_port $port; done
-sold_out_sale() {
-    curl -sf -X POST -H "Authorization: Bearer $SECKILL_ADMIN_TOKEN" "http://127.0.0.1:$1/api/v1/sales" \
-        -d '{"name":"rate-limit","stock":1,"price_cents":100}' | jq -r .id
-}
-SALE=$(sold_out_sale $SECKILL_PORT)
-SALE_LIM=$(sold_out_sale $LIMITED_PORT)
+SALE=$(create_sale "http://127.0.0.1:$SECKILL_PORT" 1)
+SALE_LIM=$(create_sale "http://127.0.0.1:$LIMITED_PORT" 1)
 bench warmup --url "http://127.0.0.1:$SECKILL_PORT" --sale "$SALE" --users 100 --requests 100
 bench warmup_lim --url "http://127.0.0.1:$LIMITED_PORT" --sale "$SALE_LIM" --users 100 --requests 100
 

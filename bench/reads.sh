@@ -27,27 +27,20 @@ CONNECTIONS=${CONNECTIONS:-100}
 USERS=${USERS:-1000000}
 CEILING_PORT=${CEILING_PORT:-18391}
 SECKILL_PORT=${SECKILL_PORT:-18390}
-CEILING_TARGET=${CEILING_TARGET:-${TMPDIR:-/tmp}/seckill-ceiling-target}
 OUT=$ROOT/bench/results/reads-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 
 source "$ROOT/bench/lib.sh"
 need jq curl
 
-echo "building (release)..."
-cargo build --release --quiet -p seckill-cli
-build_ceiling
-SECKILL=$ROOT/target/release/seckill
-
-start ceiling "$CEILING" --stack hyper --port $CEILING_PORT
-CEILING_URL=http://127.0.0.1:$CEILING_PORT/buy/ticket
+build
+start_ceiling $CEILING_PORT
 export SECKILL_JWT_SECRET=reads-secret SECKILL_ADMIN_TOKEN=reads-admin
 DATA=$(mktemp -d)
 start seckill env RUST_LOG=warn "$SECKILL" serve --listen 127.0.0.1:$SECKILL_PORT --data-dir "$DATA"
 for port in $CEILING_PORT $SECKILL_PORT; do wait_port $port; done
 URL=http://127.0.0.1:$SECKILL_PORT
-SALE=$(curl -sf -X POST -H "Authorization: Bearer $SECKILL_ADMIN_TOKEN" "$URL/api/v1/sales" \
-    -d '{"name":"reads","stock":1,"price_cents":100}' | jq -r .id)
+SALE=$(create_sale "$URL" 1)
 bench warmup --url "$URL" --sale "$SALE" --users 100 --requests 100
 
 ROWS=${ROWS:-sale listing stock sold_out}
