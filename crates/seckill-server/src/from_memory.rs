@@ -5,48 +5,70 @@
 //! and no router: all of that per request
 //! cost the sold-out answer a quarter of its throughput (ARCHITECTURE.md,
 //! "Request metrics, measured"). Anything else, or anything these cannot
-//! finish, goes the long way.
+//! finish, goes the long way: a purchase of an open sale takes the sale
+//! that triage found along.
 
 use crate::App;
 use crate::error::canned;
+use crate::market::LiveSale;
 use crate::route::{Route, plain_sale_id};
-use crate::routes::{purchase, sales};
+use crate::routes::purchase::{self, Triage};
+use crate::routes::sales;
 use axum::http::Request;
 use axum::response::Response;
 use seckill_core::ErrorCode;
+use std::sync::Arc;
 
-/// An answer and the error code it was built with, if any.
-pub type Answer = (Response, Option<ErrorCode>);
+/// What memory alone makes of a request that it takes.
+pub enum Made {
+    /// The answer, and the error code it was built with, if any.
+    Answer(Response, Option<ErrorCode>),
+    /// A purchase of this sale, which triage found open: the long way,
+    /// without looking the sale up again.
+    OpenPurchase(Arc<LiveSale>),
+}
 
-/// The answer to `request` if memory alone makes it; `None` for the long way.
-pub fn answer<B>(app: &App, route: Route, request: &Request<B>) -> Option<Answer> {
+impl From<(Response, Option<ErrorCode>)> for Made {
+    fn from((answer, code): (Response, Option<ErrorCode>)) -> Self {
+        Self::Answer(answer, code)
+    }
+}
+
+/// What memory alone makes of `request`; `None` for the long way.
+pub fn made<B>(app: &App, route: Route, request: &Request<B>) -> Option<Made> {
     let (path, headers) = (request.uri().path(), request.headers());
-    match route {
+    let made = match route {
         Route::Purchase => {
             let sale_id = plain_sale_id(path, "/purchase")?;
-            unless_full(app, || purchase::triage(app, sale_id).refused())
+            unless_full(app, || match purchase::triage(app, sale_id) {
+                Triage::Refused(answer, code) => Made::Answer(answer, Some(code)),
+                Triage::Open(sale) => Made::OpenPurchase(sale),
+            })
         }
         // A limited read may have to wait for its slot: the long way.
-        _ if app.rate_limits.applies_to(route) => None,
+        _ if app.rate_limits.applies_to(route) => return None,
         Route::GetSale => {
             let sale_id = plain_sale_id(path, "")?;
-            unless_full(app, || Some(sales::sale_answer(app, sale_id, headers)))
+            unless_full(app, || sales::sale_answer(app, sale_id, headers).into())
         }
         Route::Stock => {
             let sale_id = plain_sale_id(path, "/stock")?;
-            unless_full(app, || Some(sales::stock_answer(app, sale_id)))
+            unless_full(app, || sales::stock_answer(app, sale_id).into())
         }
-        Route::ListSales => unless_full(app, || Some((app.market.listing().answer(headers), None))),
-        _ => None,
-    }
+        Route::ListSales => unless_full(app, || {
+            Made::Answer(app.market.listing().answer(headers), None)
+        }),
+        _ => return None,
+    };
+    Some(made)
 }
 
 /// Such an answer holds a place among those in flight for no time: it is
 /// shed when no place is free, as the long way would be.
-fn unless_full(app: &App, make: impl FnOnce() -> Option<Answer>) -> Option<Answer> {
+fn unless_full(app: &App, make: impl FnOnce() -> Made) -> Made {
     if app.in_flight.is_full() {
         app.metrics.shed_in_flight.increment(1);
-        return Some((canned::overloaded(), Some(ErrorCode::Unavailable)));
+        return Made::Answer(canned::overloaded(), Some(ErrorCode::Unavailable));
     }
     make()
 }

@@ -10,11 +10,13 @@
 use crate::App;
 use crate::degrade::Traffic;
 use crate::error::canned;
+use crate::from_memory::{self, Made};
 use crate::head_timer::HeadTimer;
+use crate::market::LiveSale;
 use crate::rate_limit::Limited;
-use crate::route::{Route, plain_sale_id};
+use crate::route::Route;
 use crate::routes::{self, purchase};
-use crate::{cors, from_memory, request_scope, shedding};
+use crate::{cors, request_scope, shedding};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -32,6 +34,7 @@ use std::future::Future;
 use std::future::{Ready, ready};
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -79,32 +82,41 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Connection {
             return Either::Left(ready(Ok(preflight)));
         }
         let route = Route::of(method, path);
+        let traffic = Traffic::of(route);
         let about = About {
             route,
-            traffic: Traffic::of(route),
+            traffic,
             cross_origin: request.headers().contains_key(header::ORIGIN),
-            degraded: !self.app.degrade.level().allows(Traffic::of(route)),
+            degraded: !self.app.degrade.level().allows(traffic),
             started,
         };
         let id = request_scope::request_id(request.headers());
         let app = &self.app;
-        let at_once = if about.degraded {
-            Some((canned::degraded(), Some(ErrorCode::Unavailable)))
+        let made = if about.degraded {
+            Some(Made::Answer(
+                canned::degraded(),
+                Some(ErrorCode::Unavailable),
+            ))
         } else {
-            std::panic::catch_unwind(AssertUnwindSafe(|| {
-                from_memory::answer(app, route, &request)
-            }))
-            .unwrap_or_else(|_| {
-                let id = String::from_utf8_lossy(id.as_bytes()).into_owned();
-                Some((routes::panicked(Some(id)), Some(ErrorCode::Internal)))
-            })
+            std::panic::catch_unwind(AssertUnwindSafe(|| from_memory::made(app, route, &request)))
+                .unwrap_or_else(|_| {
+                    let id = String::from_utf8_lossy(id.as_bytes()).into_owned();
+                    Some(Made::Answer(
+                        routes::panicked(Some(id)),
+                        Some(ErrorCode::Internal),
+                    ))
+                })
         };
-        if let Some((response, code)) = at_once {
-            return Either::Left(ready(Ok(about.finish(app, response, code, id))));
-        }
+        let open_purchase = match made {
+            Some(Made::Answer(response, code)) => {
+                return Either::Left(ready(Ok(about.finish(app, response, code, id))));
+            }
+            Some(Made::OpenPurchase(sale)) => Some(sale),
+            None => None,
+        };
         let (app, router, peer) = (self.app.clone(), self.router.clone(), self.peer);
         Either::Right(Box::pin(async move {
-            let handling = within_limits(&app, router, route, peer, request);
+            let handling = within_limits(&app, router, route, peer, request, open_purchase);
             let answered = request_scope::run(id, handling).await;
             Ok(about.finish(&app, answered.output, answered.code, answered.id))
         }))
@@ -152,15 +164,16 @@ async fn within_limits(
     route: Route,
     peer: SocketAddr,
     request: hyper::Request<Incoming>,
+    open_purchase: Option<Arc<LiveSale>>,
 ) -> Response {
     if shedding::is_exempt(route) {
-        return handle(app, router, route, peer, request).await;
+        return handle(app, router, route, peer, request, open_purchase).await;
     }
     let Some(_admitted) = app.in_flight.admit() else {
         app.metrics.shed_in_flight.increment(1);
         return canned::overloaded();
     };
-    let handling = handle(app, router, route, peer, request);
+    let handling = handle(app, router, route, peer, request, open_purchase);
     match tokio::time::timeout(app.limits.request_timeout, handling).await {
         Ok(response) => response,
         Err(_) => {
@@ -170,20 +183,18 @@ async fn within_limits(
     }
 }
 
-/// A purchase straight to its handler (a panic becomes a JSON 500),
-/// anything else through the rate limits, if its route is limited, and the
-/// router.
+/// A purchase of a sale triage found open straight to its handler (a
+/// panic becomes a JSON 500), anything else through the rate limits, if
+/// its route is limited, and the router.
 async fn handle(
     app: &App,
     router: Router,
     route: Route,
     peer: SocketAddr,
     request: hyper::Request<Incoming>,
+    open_purchase: Option<Arc<LiveSale>>,
 ) -> Response {
-    let plain = (route == Route::Purchase)
-        .then(|| plain_sale_id(request.uri().path(), "/purchase"))
-        .flatten();
-    let Some(sale_id) = plain.map(str::to_owned) else {
+    let Some(sale) = open_purchase else {
         if let Err(limited) = admit(app, route, peer, request.headers()).await {
             return limited.into_response();
         }
@@ -194,7 +205,7 @@ async fn handle(
             Err(never) => match never {},
         };
     };
-    let buying = purchase::buy(app, &sale_id, peer.ip(), request.map(Body::new));
+    let buying = purchase::buy(app, &sale, peer.ip(), request.map(Body::new));
     AssertUnwindSafe(buying)
         .catch_unwind()
         .await

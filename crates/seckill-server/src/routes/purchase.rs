@@ -52,16 +52,6 @@ pub(crate) enum Triage {
     Open(Arc<LiveSale>),
 }
 
-impl Triage {
-    /// The refusal and its code, if it is one.
-    pub(crate) fn refused(self) -> Option<(Response, Option<ErrorCode>)> {
-        match self {
-            Self::Refused(answer, code) => Some((answer, Some(code))),
-            Self::Open(_) => None,
-        }
-    }
-}
-
 /// The cheapest checks, from memory only; refusals are counted.
 pub(crate) fn triage(app: &AppState, sale_id: &str) -> Triage {
     let Some(sale) = app.market.get(sale_id) else {
@@ -103,7 +93,10 @@ pub async fn purchase(
     Id(sale_id): Id,
     request: axum::extract::Request,
 ) -> Response {
-    buy(&app, &sale_id, peer.ip(), request).await
+    match triage(&app, &sale_id) {
+        Triage::Refused(answer, _) => answer,
+        Triage::Open(sale) => buy(&app, &sale, peer.ip(), request).await,
+    }
 }
 
 /// Why a purchase that passed triage was refused.
@@ -124,15 +117,16 @@ impl From<Limited> for Refusal {
     }
 }
 
-/// A purchase from `peer`, cheapest check first.
-pub async fn buy(app: &AppState, sale_id: &str, peer: IpAddr, request: Request<Body>) -> Response {
-    let sale = match triage(app, sale_id) {
-        Triage::Refused(answer, _) => return answer,
-        Triage::Open(sale) => sale,
-    };
-    // Taken apart only now: the refusals above never touch headers or body.
+/// A purchase of `sale`, which triage found open, from `peer`, cheapest
+/// check first.
+pub async fn buy(
+    app: &AppState,
+    sale: &Arc<LiveSale>,
+    peer: IpAddr,
+    request: Request<Body>,
+) -> Response {
     let (parts, body) = request.into_parts();
-    match reserve(app, &sale, peer, &parts.headers, body).await {
+    match reserve(app, sale, peer, &parts.headers, body).await {
         Ok(response) => {
             app.metrics.purchase(None);
             response
