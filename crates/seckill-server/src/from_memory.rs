@@ -9,13 +9,13 @@
 //! that triage found along.
 
 use crate::App;
-use crate::error::canned;
+use crate::error::{ApiResult, canned};
 use crate::market::LiveSale;
 use crate::route::{Route, plain_sale_id};
 use crate::routes::purchase::{self, Triage};
 use crate::routes::sales;
 use axum::http::Request;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use seckill_core::ErrorCode;
 use std::sync::Arc;
 
@@ -28,9 +28,15 @@ pub enum Made {
     OpenPurchase(Arc<LiveSale>),
 }
 
-impl From<(Response, Option<ErrorCode>)> for Made {
-    fn from((answer, code): (Response, Option<ErrorCode>)) -> Self {
-        Self::Answer(answer, code)
+impl From<ApiResult<Response>> for Made {
+    fn from(answer: ApiResult<Response>) -> Self {
+        match answer {
+            Ok(answer) => Self::Answer(answer, None),
+            Err(error) => {
+                let code = error.code;
+                Self::Answer(error.into_response(), Some(code))
+            }
+        }
     }
 }
 

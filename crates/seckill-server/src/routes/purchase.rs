@@ -3,6 +3,7 @@
 //! before the token is even looked at: most of a crowd ends there.
 
 use super::extract::{Id, json_body};
+use super::sales;
 use crate::error::{ApiError, ApiResult, canned};
 
 use crate::market::{LiveSale, Purchase, Receipt};
@@ -54,9 +55,12 @@ pub(crate) enum Triage {
 
 /// The cheapest checks, from memory only; refusals are counted.
 pub(crate) fn triage(app: &AppState, sale_id: &str) -> Triage {
-    let Some(sale) = app.market.get(sale_id) else {
-        let error = app.metrics.refused(ApiError::not_found("no such sale"));
-        return Triage::Refused(error.into_response(), ErrorCode::NotFound);
+    let sale = match sales::find(app, sale_id) {
+        Ok(sale) => sale,
+        Err(error) => {
+            let error = app.metrics.refused(error);
+            return Triage::Refused(error.into_response(), ErrorCode::NotFound);
+        }
     };
     let (code, answer): (ErrorCode, fn() -> Response) = match sale.sale.phase(Timestamp::now()) {
         SalePhase::Upcoming => (ErrorCode::NotStarted, canned::not_started),

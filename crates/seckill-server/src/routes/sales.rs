@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use seckill_core::{ErrorCode, NewSale, SaleId, SalePhase, StockState, Timestamp};
+use seckill_core::{NewSale, SaleId, SalePhase, StockState, Timestamp};
 use serde::Serialize;
 use std::sync::{Arc, LazyLock};
 use utoipa::ToSchema;
@@ -80,22 +80,14 @@ pub async fn list(State(app): State<App>, headers: HeaderMap) -> Response {
         (status = 304, description = "The ETag named in `If-None-Match` is current.", headers(
             ("ETag" = String), ("Cache-Control" = String))),
         openapi::SaleErrors))]
-pub async fn get(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> Response {
-    sale_answer(&app, &id, &headers).0
+pub async fn get(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> ApiResult<Response> {
+    sale_answer(&app, &id, &headers)
 }
 
-/// The sale (or 304) and the error code of the answer, if any: from memory,
-/// so the accept loop makes it at once (`from_memory.rs`).
-pub(crate) fn sale_answer(
-    app: &AppState,
-    id: &str,
-    headers: &HeaderMap,
-) -> (Response, Option<ErrorCode>) {
-    let Some(sale) = app.market.get(id) else {
-        let error = ApiError::not_found("no such sale");
-        return (error.into_response(), Some(ErrorCode::NotFound));
-    };
-    (sale.detail.answer(headers), None)
+/// The sale (or 304): from memory, so the accept loop makes it at once
+/// (`from_memory.rs`).
+pub(crate) fn sale_answer(app: &AppState, id: &str, headers: &HeaderMap) -> ApiResult<Response> {
+    Ok(find(app, id)?.detail.answer(headers))
 }
 
 /// Live state; may lag by up to one second.
@@ -111,21 +103,18 @@ pub struct StockView<'a> {
 #[utoipa::path(get, path = "/api/v1/sales/{sale_id}/stock", operation_id = "stock",
     params(SalePath), responses((status = 200, body = StockView, description = "The live stock.",
         headers(("Cache-Control" = String))), openapi::SaleErrors))]
-pub async fn stock(State(app): State<App>, Id(id): Id) -> Response {
-    stock_answer(&app, &id).0
+pub async fn stock(State(app): State<App>, Id(id): Id) -> ApiResult<Response> {
+    stock_answer(&app, &id)
 }
 
-/// The live stock and the error code of the answer, if any: from memory
-/// only, so the accept loop also answers it without the router.
-pub(crate) fn stock_answer(app: &AppState, id: &str) -> (Response, Option<ErrorCode>) {
-    let Some(sale) = app.market.get(id) else {
-        let error = ApiError::not_found("no such sale");
-        return (error.into_response(), Some(ErrorCode::NotFound));
-    };
+/// The live stock: from memory only, so the accept loop also answers it
+/// without the router.
+pub(crate) fn stock_answer(app: &AppState, id: &str) -> ApiResult<Response> {
+    let sale = find(app, id)?;
     let remaining = sale.stock.remaining();
     let state = sale.sale.stock_state(Timestamp::now(), remaining);
     let body = sale.stock_json(remaining, state);
-    (prebuilt::json(StatusCode::OK, &STOCK_HEADERS, body), None)
+    Ok(prebuilt::json(StatusCode::OK, &STOCK_HEADERS, body))
 }
 
 /// Units per order status, from the store, beside the live remaining count:
@@ -194,7 +183,8 @@ pub async fn purchase_token(
     Ok(Json(PurchaseToken { token, expires_at }).into_response())
 }
 
-fn find(app: &App, id: &str) -> ApiResult<Arc<LiveSale>> {
+/// The sale, or the API's 404.
+pub(super) fn find(app: &AppState, id: &str) -> ApiResult<Arc<LiveSale>> {
     app.market
         .get(id)
         .ok_or_else(|| ApiError::not_found("no such sale"))
