@@ -71,26 +71,53 @@ struct Snapshot<'a> {
     orders: Orders,
 }
 
-/// The latest snapshot (JSON) and the recent points. The snapshot turns to
-/// `None` when the engine drains, which ends every stream.
+/// The latest snapshot (JSON) and the recent points.
 pub struct Feed {
-    latest: watch::Sender<Option<Arc<str>>>,
+    latest: watch::Sender<Latest>,
     history: Mutex<VecDeque<Point>>,
+}
+
+/// What the feed holds now.
+#[derive(Clone)]
+enum Latest {
+    /// No sample taken yet: the first comes a second after the start.
+    Starting,
+    Snapshot(Arc<str>),
+    /// The engine drains, which ends every stream.
+    Closed,
+}
+
+/// One stream's view of the feed.
+pub struct Snapshots(watch::Receiver<Latest>);
+
+impl Snapshots {
+    /// The next snapshot, the current one first; `None` once the engine
+    /// drains.
+    pub async fn next(&mut self) -> Option<Arc<str>> {
+        loop {
+            self.0.changed().await.ok()?;
+            match &*self.0.borrow_and_update() {
+                Latest::Snapshot(json) => return Some(Arc::clone(json)),
+                Latest::Closed => return None,
+                Latest::Starting => {}
+            }
+        }
+    }
 }
 
 impl Feed {
     pub fn new() -> Self {
         Self {
-            latest: watch::Sender::new(None),
+            latest: watch::Sender::new(Latest::Starting),
             history: Mutex::new(VecDeque::with_capacity(HISTORY_LEN)),
         }
     }
 
-    /// Snapshots as they come; the current one is marked as not seen yet.
-    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<str>>> {
+    /// Snapshots as they come, the current one first.
+    pub fn subscribe(&self) -> Snapshots {
         let mut updates = self.latest.subscribe();
         updates.mark_changed();
-        updates
+        Snapshots(updates)
     }
 
     /// The recent points, oldest first, as a JSON array.
@@ -131,11 +158,11 @@ impl Feed {
         }
         history.push_back(point);
         drop(history);
-        self.latest.send_replace(Some(json.into()));
+        self.latest.send_replace(Latest::Snapshot(json.into()));
     }
 
     fn close(&self) {
-        self.latest.send_replace(None);
+        self.latest.send_replace(Latest::Closed);
     }
 }
 
@@ -180,4 +207,21 @@ pub fn spawn(app: App, node: String) -> JoinHandle<()> {
             app.dashboard.publish(point, &app.market);
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_opened_before_the_first_sample_waits_for_it_and_ends_at_the_drain() {
+        let feed = Feed::new();
+        let mut snapshots = feed.subscribe();
+        let early = tokio::time::timeout(SAMPLE_INTERVAL, snapshots.next()).await;
+        assert!(early.is_err(), "nothing to show before the first sample");
+        feed.latest.send_replace(Latest::Snapshot("{}".into()));
+        assert_eq!(snapshots.next().await.as_deref(), Some("{}"));
+        feed.close();
+        assert_eq!(snapshots.next().await, None);
+    }
 }

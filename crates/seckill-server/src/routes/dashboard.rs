@@ -56,10 +56,12 @@ pub async fn events(State(app): State<App>) -> Response {
     let history = Event::default()
         .event("history")
         .data(app.dashboard.history_json());
-    let snapshots = stream::unfold(app.dashboard.subscribe(), |mut updates| async move {
-        updates.changed().await.ok()?;
-        let snapshot = updates.borrow_and_update().clone()?;
-        Some((Event::default().event("snapshot").data(&*snapshot), updates))
+    let snapshots = stream::unfold(app.dashboard.subscribe(), |mut snapshots| async move {
+        let snapshot = snapshots.next().await?;
+        Some((
+            Event::default().event("snapshot").data(&*snapshot),
+            snapshots,
+        ))
     });
     let events = stream::once(async { history })
         .chain(snapshots)
