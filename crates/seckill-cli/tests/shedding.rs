@@ -1,13 +1,15 @@
 //! Load shedding: past `--max-in-flight` a request is answered 503 at once;
 //! past `--request-timeout-ms` a request is answered 503 and its place
 //! freed. Requests are held in flight by a client that sends a purchase's
-//! head but not its whole body, over a raw socket.
+//! head but not its whole body, over a raw socket. And the connections
+//! that would pin the engine without a request are closed: a head that
+//! does not come, or one too large.
 
 mod common;
 
 use common::*;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The stalled request has had time to be read and admitted, and has not
@@ -129,4 +131,81 @@ async fn a_huge_request_head_is_refused_and_the_engine_serves_on() {
         .get("/healthz", &Auth::None)
         .await
         .assert_status(StatusCode::OK);
+}
+
+/// The engine's time limit on sending a request's head: 10 s, and a fifth
+/// more at most (`HEADER_READ_TIMEOUT`, `Connections::watch`).
+const HEAD_LIMIT: Duration = Duration::from_secs(10);
+
+/// A connection that sends half a head, or nothing, is closed once the
+/// time limit on a head has passed, and not before; one that keeps asking
+/// stays open past it, and so does one streaming the dashboard's events.
+#[tokio::test]
+async fn a_connection_without_a_head_is_closed_after_the_time_limit_a_busy_one_is_not() {
+    let seckill = Seckill::start().await;
+    let addr = seckill.base.strip_prefix("http://").expect("an http base");
+    let connect = || async { TcpStream::connect(addr).await.expect("connect") };
+    let started = Instant::now();
+    let mut half_head = connect().await;
+    half_head
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let closed = |mut socket: TcpStream| async move {
+        let mut rest = Vec::new();
+        tokio::time::timeout(HEAD_LIMIT * 2, socket.read_to_end(&mut rest))
+            .await
+            .expect("closed in time")
+            .expect("read");
+        (started.elapsed(), rest)
+    };
+    let half_head = tokio::spawn(closed(half_head));
+    let silent = tokio::spawn(closed(connect().await));
+    let mut events = connect().await;
+    events
+        .write_all(b"GET /dashboard/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut asking = connect().await;
+
+    while started.elapsed() < HEAD_LIMIT + HEAD_LIMIT / 2 {
+        asking
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("the asking connection is open");
+        let answer = read_some(&mut asking, "the asking connection").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    for (what, closing) in [("half a head", half_head), ("nothing", silent)] {
+        let (after, rest) = closing.await.expect("the reader");
+        assert!(
+            (HEAD_LIMIT..HEAD_LIMIT + HEAD_LIMIT / 2).contains(&after),
+            "a connection that sent {what} was closed after {after:?}"
+        );
+        assert!(
+            rest.is_empty(),
+            "{what}: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+    // The events stream sends a snapshot every second, all along.
+    let since_start = read_some(&mut events, "the events").await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let latest = read_some(&mut events, "the latest events").await;
+    assert!(
+        latest.contains("event: snapshot"),
+        "{since_start:.300}…{latest:.300}"
+    );
+}
+
+/// What a socket has to read now (waiting up to a second for something).
+async fn read_some(socket: &mut TcpStream, what: &str) -> String {
+    let mut buf = vec![0u8; 256 * 1024];
+    let n = tokio::time::timeout(Duration::from_secs(1), socket.read(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: nothing to read"))
+        .expect("read");
+    assert!(n > 0, "{what}: closed");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
 }

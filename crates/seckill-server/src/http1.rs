@@ -8,10 +8,10 @@
 //! balancers speak HTTP/1.1.
 
 use crate::App;
+use crate::connections::{Activity, Connections};
 use crate::degrade::Traffic;
 use crate::error::canned;
 use crate::from_memory::{self, Made};
-use crate::head_timer::HeadTimer;
 use crate::market::LiveSale;
 use crate::rate_limit::Limited;
 use crate::route::Route;
@@ -24,10 +24,9 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Either};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use seckill_core::ErrorCode;
 use std::convert::Infallible;
 use std::future::Future;
@@ -41,8 +40,9 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-/// A client gets this long to send a request's head; then its connection
-/// is closed, so slow or stalled clients cannot pin connections.
+/// A client gets this long (and a fifth more at most) to send a request's
+/// head; then its connection is closed, so slow or stalled clients cannot
+/// pin connections ([`Connections::watch`]).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head (start line and headers) accepted; past it the
 /// client gets 431 and the connection closes. Generous for browsers and
@@ -65,6 +65,7 @@ struct Connection {
     app: App,
     router: Router,
     peer: SocketAddr,
+    activity: Arc<Activity>,
 }
 
 type Answering =
@@ -77,6 +78,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Connection {
 
     fn call(&self, request: hyper::Request<Incoming>) -> Answering {
         let started = Instant::now();
+        self.activity.head_read();
         let (method, path) = (request.method(), request.uri().path());
         if let Some(preflight) = cors::preflight(method, path, request.headers()) {
             return Either::Left(ready(Ok(preflight)));
@@ -115,9 +117,12 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Connection {
             None => None,
         };
         let (app, router, peer) = (self.app.clone(), self.router.clone(), self.peer);
+        let activity = Arc::clone(&self.activity);
+        activity.set_busy(true);
         Either::Right(Box::pin(async move {
             let handling = within_limits(&app, router, route, peer, request, open_purchase);
             let answered = request_scope::run(id, handling).await;
+            activity.set_busy(answered.output.body().size_hint().exact().is_none());
             Ok(about.finish(&app, answered.output, answered.code, answered.id))
         }))
     }
@@ -219,8 +224,8 @@ where
     S: hyper::service::Service<hyper::Request<Incoming>, Response = Response, Error = Infallible>,
 {
     http1::Builder::new()
-        .timer(HeadTimer::default())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // The time limit on a head is kept by `Connections::watch`.
+        .header_read_timeout(None)
         .max_header_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS)
         .serve_connection(TokioIo::new(io), service)
@@ -256,7 +261,11 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Connections::default());
+    let watching = tokio::spawn({
+        let connections = Arc::clone(&connections);
+        async move { connections.watch(HEADER_READ_TIMEOUT).await }
+    });
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -272,32 +281,35 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let activity = connections.open();
         let service = Connection {
             app: app.clone(),
             router: router.clone(),
             peer,
+            activity: Arc::clone(&activity),
         };
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
+        let (tls, connections) = (tls.clone(), Arc::clone(&connections));
         tokio::spawn(async move {
             // Resets and half-closed sockets are routine under a crowd.
             let Some(acceptor) = tls else {
-                let _ = watcher.watch(connection(stream, service)).await;
+                connections
+                    .serve(&activity, connection(stream, service))
+                    .await;
                 return;
             };
             // The handshake gets the same time as a request head.
             if let Ok(Ok(stream)) =
                 tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await
             {
-                let _ = watcher.watch(connection(stream, service)).await;
+                connections
+                    .serve(&activity, connection(stream, service))
+                    .await;
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if !connections.drain(DRAIN_TIMEOUT).await {
         tracing::warn!("connections still open after the drain timeout; closing them");
     }
+    watching.abort();
 }
