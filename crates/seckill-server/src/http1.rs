@@ -16,7 +16,7 @@ use crate::market::LiveSale;
 use crate::rate_limit::Limited;
 use crate::route::Route;
 use crate::routes::{self, purchase};
-use crate::{cors, request_scope, shedding};
+use crate::{cors, prebuilt, request_scope, shedding};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -153,7 +153,7 @@ impl About {
             health.record(self.traffic, response.status().is_server_error(), elapsed);
         }
         let headers = response.headers_mut();
-        headers.insert(request_scope::REQUEST_ID_HEADER, id);
+        prebuilt::set_request_id(headers, id);
         if self.cross_origin && cors::allows(self.route) {
             cors::allow_origin(headers);
         }

@@ -117,10 +117,11 @@ impl Route {
     }
 }
 
-/// The `/`-separated segments of a path. Byte by byte: `str::split` and
-/// `contains` with a `char` pattern took about 820 instructions a request
-/// to classify it and take the sale id, this about 270 (callgrind,
-/// ARCHITECTURE.md "Cached reads, measured").
+/// The `/`-separated segments of a path, each end found with `memchr`.
+/// To classify a request and take its sale id, `str::split` and `contains`
+/// with a `char` pattern took about 820 instructions, a byte-by-byte
+/// search about 480, `memchr` about 190 (callgrind, ARCHITECTURE.md
+/// "Cached reads, measured").
 struct Segments<'a>(Option<&'a str>);
 
 impl<'a> Iterator for Segments<'a> {
@@ -128,7 +129,7 @@ impl<'a> Iterator for Segments<'a> {
 
     fn next(&mut self) -> Option<&'a str> {
         let rest = self.0.take()?;
-        let Some(slash) = rest.bytes().position(|byte| byte == b'/') else {
+        let Some(slash) = memchr::memchr(b'/', rest.as_bytes()) else {
             return Some(rest);
         };
         self.0 = Some(&rest[slash + 1..]);
@@ -140,7 +141,7 @@ impl<'a> Iterator for Segments<'a> {
 /// for the routes answered without the router; ids that do are routed.
 pub fn plain_sale_id<'a>(path: &'a str, suffix: &str) -> Option<&'a str> {
     let id = path.strip_prefix("/api/v1/sales/")?.strip_suffix(suffix)?;
-    let plain = !id.is_empty() && !id.bytes().any(|byte| byte == b'/' || byte == b'%');
+    let plain = !id.is_empty() && memchr::memchr2(b'/', b'%', id.as_bytes()).is_none();
     plain.then_some(id)
 }
 
