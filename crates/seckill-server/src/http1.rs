@@ -217,18 +217,31 @@ async fn handle(
         .unwrap_or_else(routes::panic_response)
 }
 
-/// One HTTP/1.1 connection over `io` (plain TCP or TLS).
-fn connection<IO, S>(io: IO, service: S) -> http1::Connection<TokioIo<IO>, S>
-where
-    IO: AsyncRead + AsyncWrite + Unpin,
-    S: hyper::service::Service<hyper::Request<Incoming>, Response = Response, Error = Infallible>,
+/// One HTTP/1.1 connection over `io` (plain TCP, or TLS once its
+/// handshake is done), watched by `connections` from then on.
+async fn serve_connection<IO>(
+    connections: &Connections,
+    app: App,
+    router: Router,
+    peer: SocketAddr,
+    io: IO,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    http1::Builder::new()
+    let activity = connections.open();
+    let service = Connection {
+        app,
+        router,
+        peer,
+        activity: Arc::clone(&activity),
+    };
+    let connection = http1::Builder::new()
         // The time limit on a head is kept by `Connections::watch`.
         .header_read_timeout(None)
         .max_header_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS)
-        .serve_connection(TokioIo::new(io), service)
+        .serve_connection(TokioIo::new(io), service);
+    connections.serve(&activity, connection).await;
 }
 
 /// The rate limits of a route that is not a purchase (purchases apply them
@@ -281,29 +294,19 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let activity = connections.open();
-        let service = Connection {
-            app: app.clone(),
-            router: router.clone(),
-            peer,
-            activity: Arc::clone(&activity),
-        };
+        let (app, router) = (app.clone(), router.clone());
         let (tls, connections) = (tls.clone(), Arc::clone(&connections));
         tokio::spawn(async move {
             // Resets and half-closed sockets are routine under a crowd.
             let Some(acceptor) = tls else {
-                connections
-                    .serve(&activity, connection(stream, service))
-                    .await;
+                serve_connection(&connections, app, router, peer, stream).await;
                 return;
             };
             // The handshake gets the same time as a request head.
             if let Ok(Ok(stream)) =
                 tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await
             {
-                connections
-                    .serve(&activity, connection(stream, service))
-                    .await;
+                serve_connection(&connections, app, router, peer, stream).await;
             }
         });
     }
