@@ -5,8 +5,8 @@
 //! connection wakes) took about 1,060 of the 11,580 instructions of a
 //! cached sale read (callgrind, ARCHITECTURE.md "Cached reads, measured").
 //! Here a connection only counts the heads it reads; one task looks at all
-//! of them every [`TICK`](Connections::watch), and the drain is a flag that
-//! each connection reads when it wakes.
+//! of them a few times per time limit ([`Connections::watch`]), and the
+//! drain is a flag that each connection reads when it wakes.
 
 use futures::task::AtomicWaker;
 use hyper_util::server::graceful::GracefulConnection;
