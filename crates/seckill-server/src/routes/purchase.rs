@@ -59,7 +59,8 @@ pub(crate) fn triage(app: &AppState, sale_id: &str) -> Triage {
         Ok(sale) => sale,
         Err(error) => {
             let error = app.metrics.refused(error);
-            return Triage::Refused(error.into_response(), ErrorCode::NotFound);
+            let code = error.code;
+            return Triage::Refused(error.into_response(), code);
         }
     };
     let (code, answer): (ErrorCode, fn() -> Response) = match sale.sale.phase(Timestamp::now()) {
