@@ -130,3 +130,50 @@ async fn retry_after_restart_returns_the_same_order() {
     );
     assert_eq!(server.my_orders("kim", &sale).await.len(), 2);
 }
+
+/// A retry is never told it lost: a key that was answered gets that answer
+/// although the sale sold out or ended since, and after a restart. The
+/// same request without the key, with another key or from another user is
+/// refused as the sale now stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_gets_its_answer_after_the_sale_sold_out_or_ended() {
+    let mut server = Seckill::start().await;
+    let sold_out = server.open_sale(1, 2).await;
+    let ending = server
+        .open_sale_with(serde_json::json!({
+            "stock": 5, "per_user_limit": 2, "ends_at": rfc3339(now_unix() + 2),
+        }))
+        .await;
+    let won = server
+        .purchase_with("lee", &sold_out, None, Some("k1"))
+        .await
+        .accepted(&sold_out);
+    let before_end = server
+        .purchase_with("lee", &ending, None, Some("k1"))
+        .await
+        .accepted(&ending);
+    eventually(PATIENCE, "the sale ended", || async {
+        (str_field(&server.stock(&ending).await, "state") == "ended").then_some(())
+    })
+    .await;
+
+    for moment in ["as it happens", "after a restart"] {
+        for (sale, order_id, refusal) in [
+            (&sold_out, &won, "sold_out"),
+            (&ending, &before_end, "ended"),
+        ] {
+            let retry = server.purchase_with("lee", sale, None, Some("k1")).await;
+            assert_eq!(&retry.accepted(sale), order_id, "{refusal} sale, {moment}");
+            for (user, key) in [("lee", None), ("lee", Some("k2")), ("mo", Some("k1"))] {
+                server
+                    .purchase_with(user, sale, None, key)
+                    .await
+                    .expect_error(StatusCode::CONFLICT, refusal);
+            }
+        }
+        server.stop().await;
+        server.restart().await;
+    }
+    assert_eq!(server.my_orders("lee", &sold_out).await.len(), 1);
+    assert_eq!(server.my_orders("lee", &ending).await.len(), 1);
+}

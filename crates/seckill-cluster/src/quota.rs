@@ -10,8 +10,11 @@
 //! sold-out message arrives, the node answers sold out itself until a
 //! restock.
 //!
-//! Why Redis is asked at most `S + R + Σ h` times per sale (`S` the stock,
-//! `R` the units released back on sale, `h` below):
+//! A purchase with an Idempotency-Key is sent even when the node would
+//! answer sold out: only Redis knows the key's earlier answer. Those calls
+//! hold no allowance and are bounded per user by the rate limits; apart
+//! from them, Redis is asked at most `S + R + Σ h` times per sale (`S` the
+//! stock, `R` the units released back on sale, `h` below):
 //! - every call holds ≥ 1 unit of allowance while in flight; a call that
 //!   Redis answers by the user, the key or the clock (limit, duplicate, not
 //!   started, ended) gives its units back, so those are bounded per user by
@@ -129,18 +132,21 @@ impl Quota {
         authority: &RedisAuthority,
         request: &ReserveRequest<'_>,
     ) -> Result<ReserveOutcome, AuthorityError> {
-        let claim = match self.admit(request.quantity) {
-            Admit::Send(claim) => claim,
-            Admit::SoldOut => return Ok(self.refuse_locally()),
+        let admitted = match self.admit(request.quantity) {
             Admit::Derive => {
                 if !self.derive(authority).await? {
                     return Ok(ReserveOutcome::UnknownSale);
                 }
-                match self.admit(request.quantity) {
-                    Admit::Send(claim) => claim,
-                    Admit::SoldOut | Admit::Derive => return Ok(self.refuse_locally()),
-                }
+                self.admit(request.quantity)
             }
+            admitted => admitted,
+        };
+        let claim = match admitted {
+            Admit::Send(claim) => claim,
+            // Only Redis knows the key's earlier answer, which wins over
+            // "sold out" (I5): sent, holding no allowance.
+            _ if request.idempotency_key.is_some() => Claim { units: 0 },
+            Admit::SoldOut | Admit::Derive => return Ok(self.refuse_locally()),
         };
         self.stats.reserve_calls.fetch_add(1, Relaxed);
         let result = authority.reserve(request).await;

@@ -5,8 +5,8 @@
 //! and no router: all of that per request
 //! cost the sold-out answer a quarter of its throughput (ARCHITECTURE.md,
 //! "Request metrics, measured"). Anything else, or anything these cannot
-//! finish, goes the long way: a purchase of an open sale takes the sale
-//! that triage found along.
+//! finish, goes the long way: a purchase that triage leaves to the market
+//! (an open sale, or a keyed retry) takes the sale that triage found along.
 
 use crate::App;
 use crate::error::{ApiResult, canned};
@@ -23,9 +23,10 @@ use std::sync::Arc;
 pub enum Made {
     /// The answer, and the error code it was built with, if any.
     Answer(Response, Option<ErrorCode>),
-    /// A purchase of this sale, which triage found open: the long way,
+    /// A purchase of this sale for the market to decide (triage found it
+    /// open, or the request carries an Idempotency-Key): the long way,
     /// without looking the sale up again.
-    OpenPurchase(Arc<LiveSale>),
+    Purchase(Arc<LiveSale>),
 }
 
 impl From<ApiResult<Response>> for Made {
@@ -46,9 +47,9 @@ pub fn made<B>(app: &App, route: Route, request: &Request<B>) -> Option<Made> {
     let made = match route {
         Route::Purchase => {
             let sale_id = plain_sale_id(path, "/purchase")?;
-            unless_full(app, || match purchase::triage(app, sale_id) {
+            unless_full(app, || match purchase::triage(app, sale_id, headers) {
                 Triage::Refused(answer, code) => Made::Answer(answer, Some(code)),
-                Triage::Open(sale) => Made::OpenPurchase(sale),
+                Triage::Decide(sale) => Made::Purchase(sale),
             })
         }
         // A limited read may have to wait for its slot: the long way.

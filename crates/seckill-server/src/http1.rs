@@ -109,18 +109,18 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Connection {
                     ))
                 })
         };
-        let open_purchase = match made {
+        let purchase_of = match made {
             Some(Made::Answer(response, code)) => {
                 return Either::Left(ready(Ok(about.finish(app, response, code, id))));
             }
-            Some(Made::OpenPurchase(sale)) => Some(sale),
+            Some(Made::Purchase(sale)) => Some(sale),
             None => None,
         };
         let (app, router, peer) = (self.app.clone(), self.router.clone(), self.peer);
         let activity = Arc::clone(&self.activity);
         activity.set_busy(true);
         Either::Right(Box::pin(async move {
-            let handling = within_limits(&app, router, route, peer, request, open_purchase);
+            let handling = within_limits(&app, router, route, peer, request, purchase_of);
             let answered = request_scope::run(id, handling).await;
             activity.set_busy(answered.output.body().size_hint().exact().is_none());
             Ok(about.finish(&app, answered.output, answered.code, answered.id))
@@ -169,16 +169,16 @@ async fn within_limits(
     route: Route,
     peer: SocketAddr,
     request: hyper::Request<Incoming>,
-    open_purchase: Option<Arc<LiveSale>>,
+    purchase_of: Option<Arc<LiveSale>>,
 ) -> Response {
     if shedding::is_exempt(route) {
-        return handle(app, router, route, peer, request, open_purchase).await;
+        return handle(app, router, route, peer, request, purchase_of).await;
     }
     let Some(_admitted) = app.in_flight.admit() else {
         app.metrics.shed_in_flight.increment(1);
         return canned::overloaded();
     };
-    let handling = handle(app, router, route, peer, request, open_purchase);
+    let handling = handle(app, router, route, peer, request, purchase_of);
     match tokio::time::timeout(app.limits.request_timeout, handling).await {
         Ok(response) => response,
         Err(_) => {
@@ -188,7 +188,7 @@ async fn within_limits(
     }
 }
 
-/// A purchase of a sale triage found open straight to its handler (a
+/// A purchase that triage left to the market straight to its handler (a
 /// panic becomes a JSON 500), anything else through the rate limits, if
 /// its route is limited, and the router.
 async fn handle(
@@ -197,9 +197,9 @@ async fn handle(
     route: Route,
     peer: SocketAddr,
     request: hyper::Request<Incoming>,
-    open_purchase: Option<Arc<LiveSale>>,
+    purchase_of: Option<Arc<LiveSale>>,
 ) -> Response {
-    let Some(sale) = open_purchase else {
+    let Some(sale) = purchase_of else {
         if let Err(limited) = admit(app, route, peer, request.headers()).await {
             return limited.into_response();
         }

@@ -1,6 +1,7 @@
--- The whole purchase decision, atomically: phase (by Redis' clock), the
--- Idempotency-Key's earlier answer, the per-user limit, the stock; then the
--- deduction and the reservation's stream entry, in one step.
+-- The whole purchase decision, atomically: the Idempotency-Key's earlier
+-- answer (whatever the sale's state now), the phase (by Redis' clock), the
+-- per-user limit, the stock; then the deduction and the reservation's
+-- stream entry, in one step.
 -- KEYS[1] seckill:{S}:sale  KEYS[2] seckill:{S}:buyers
 -- KEYS[3] seckill:{S}:keys  KEYS[4] seckill:{S}:reservations
 -- ARGV sale_id, user_id, quantity, order_id, idempotency_key ('' = none)
@@ -20,15 +21,6 @@ if not quantity or quantity < 1 or quantity % 1 ~= 0 then
 end
 local remaining = total - sold
 
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-if now < starts_at then
-  return {'not_started', remaining}
-end
-if ends_at > 0 and now >= ends_at then
-  return {'ended', remaining}
-end
-
 local key_field = user .. '\n' .. key
 if key ~= '' then
   local answer = redis.call('HGET', KEYS[3], key_field)
@@ -41,6 +33,15 @@ if key ~= '' then
     return {'duplicate', remaining, string.sub(answer, 1, space - 1),
       tonumber(string.sub(answer, space + 1))}
   end
+end
+
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+if now < starts_at then
+  return {'not_started', remaining}
+end
+if ends_at > 0 and now >= ends_at then
+  return {'ended', remaining}
 end
 
 local held = tonumber(redis.call('HGET', KEYS[2], user) or '0')

@@ -6,7 +6,7 @@ use super::{LiveSale, Market};
 use crate::error::{ApiError, ApiResult};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use seckill_core::{OrderId, OrderStatus, SaleId, Timestamp, UserId};
+use seckill_core::{OrderId, OrderStatus, SaleId, SalePhase, Timestamp, UserId};
 use seckill_store::{CommitTicket, Reservation, StoreError, StoreResult};
 use serde::Serialize;
 use std::future::Future;
@@ -54,8 +54,10 @@ impl Market {
         }
     }
 
-    /// The in-memory decision. The buyer's entry stays locked from the limit
-    /// check to the recorded answer, so concurrent retries of one user can
+    /// The in-memory decision: an earlier answer to the key first, whatever
+    /// the sale's state now (I5); then the phase, the limit and the stock.
+    /// The buyer's entry stays locked from the key check to the recorded
+    /// answer, so concurrent retries of one user can
     /// neither pass the limit together (I4) nor reserve twice for one key
     /// (I5). Nothing here waits on I/O.
     fn take(
@@ -69,12 +71,17 @@ impl Market {
         {
             return Ok(answer.clone().boxed());
         }
-        let refusal = if buyer.held + purchase.quantity > sale.sale.per_user_limit {
-            Some(ApiError::limit_reached())
-        } else if !sale.stock.try_take(purchase.quantity) {
-            Some(ApiError::sold_out())
-        } else {
-            None
+        let now = Timestamp::now();
+        let quantity = purchase.quantity;
+        let refusal = match sale.sale.phase(now) {
+            SalePhase::Upcoming => Some(ApiError::not_started()),
+            SalePhase::Ended => Some(ApiError::ended()),
+            SalePhase::Open if buyer.held + quantity > sale.sale.per_user_limit => {
+                Some(ApiError::limit_reached())
+            }
+            // Taken here, under the buyer's lock: the last check.
+            SalePhase::Open if !sale.stock.try_take(quantity) => Some(ApiError::sold_out()),
+            SalePhase::Open => None,
         };
         if let Some(refusal) = refusal {
             drop(buyer);
@@ -83,7 +90,6 @@ impl Market {
         }
         buyer.held += purchase.quantity;
 
-        let now = Timestamp::now();
         let reservation = Reservation {
             order_id: OrderId::generate(),
             sale_id: sale.sale.id.clone(),

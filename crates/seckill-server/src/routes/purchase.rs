@@ -24,6 +24,8 @@ use utoipa::ToSchema;
 /// Where a sale with `require_purchase_token` looks for the token.
 const PURCHASE_TOKEN_HEADER: &str = "x-purchase-token";
 
+const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
 /// Longest accepted Idempotency-Key.
 pub(crate) const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 
@@ -50,11 +52,15 @@ impl Default for PurchaseBody {
 pub(crate) enum Triage {
     /// Answered from memory: unknown sale, not started, ended, sold out.
     Refused(Response, ErrorCode),
-    Open(Arc<LiveSale>),
+    /// For the market to decide: the sale is open, or the request carries
+    /// an Idempotency-Key whose earlier answer must win over the refusal
+    /// (the market checks the key before the phase and the stock, I5).
+    Decide(Arc<LiveSale>),
 }
 
-/// The cheapest checks, from memory only; refusals are counted.
-pub(crate) fn triage(app: &AppState, sale_id: &str) -> Triage {
+/// The cheapest checks, from memory only; refusals are counted. Only a
+/// request that would be refused looks at its headers.
+pub(crate) fn triage(app: &AppState, sale_id: &str, headers: &HeaderMap) -> Triage {
     let sale = match sales::find(app, sale_id) {
         Ok(sale) => sale,
         Err(error) => {
@@ -67,8 +73,11 @@ pub(crate) fn triage(app: &AppState, sale_id: &str) -> Triage {
         SalePhase::Upcoming => (ErrorCode::NotStarted, canned::not_started),
         SalePhase::Ended => (ErrorCode::Ended, canned::ended),
         SalePhase::Open if sale.stock.is_sold_out() => (ErrorCode::SoldOut, canned::sold_out),
-        SalePhase::Open => return Triage::Open(sale),
+        SalePhase::Open => return Triage::Decide(sale),
     };
+    if headers.contains_key(IDEMPOTENCY_KEY_HEADER) {
+        return Triage::Decide(sale);
+    }
     app.metrics.purchase(Some(code));
     Triage::Refused(answer(), code)
 }
@@ -98,9 +107,9 @@ pub async fn purchase(
     Id(sale_id): Id,
     request: axum::extract::Request,
 ) -> Response {
-    match triage(&app, &sale_id) {
+    match triage(&app, &sale_id, request.headers()) {
         Triage::Refused(answer, _) => answer,
-        Triage::Open(sale) => buy(&app, &sale, peer.ip(), request).await,
+        Triage::Decide(sale) => buy(&app, &sale, peer.ip(), request).await,
     }
 }
 
@@ -122,8 +131,8 @@ impl From<Limited> for Refusal {
     }
 }
 
-/// A purchase of `sale`, which triage found open, from `peer`, cheapest
-/// check first.
+/// A purchase of `sale`, which triage left to the market, from `peer`,
+/// cheapest check first.
 pub async fn buy(
     app: &AppState,
     sale: &Arc<LiveSale>,
@@ -187,7 +196,7 @@ async fn reserve(
 }
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(value) = headers.get("idempotency-key") else {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
         return Ok(None);
     };
     match value.to_str() {
