@@ -296,3 +296,14 @@ async fn hostile_requests_get_clean_errors_and_change_nothing() {
         .expect(StatusCode::OK);
     assert_eq!(str_field(&paid, "status"), "paid");
 }
+
+/// Control characters in a payment reference, a sale's name or a token's
+/// `sub` are refused at the door, as in cluster mode, and the refusals
+/// never count against the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_no_store_keeps_is_refused_at_the_door() {
+    let server = Seckill::start().await;
+    let sale = server.open_sale(10, 2).await;
+    let order = server.buy("owner", &sale).await;
+    refuse_what_no_store_keeps(&server, &sale, "owner", &order).await;
+}

@@ -694,3 +694,106 @@ async fn an_open_redis_breaker_refuses_purchases_at_once() {
     .await;
     cluster.stop().await;
 }
+
+/// A keyed retry is never told it lost, on any node: through a node that
+/// has learnt the sale sold out, after the sale ended, and after that node
+/// restarted, it gets the order it was first answered with. Without the
+/// key, with another key or from another user the request is refused as
+/// the sale now stands, and the sale has exactly one order per 202.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keyed_retry_through_another_node_gets_its_answer() {
+    let test = "keyed_retry";
+    let Some(mut cluster) = Cluster::start(test, POSTGRES, 2, &[], &[]).await else {
+        return;
+    };
+    let sold_out = cluster
+        .open_sale(json!({ "stock": 1, "per_user_limit": 2 }))
+        .await;
+    let ending = cluster
+        .open_sale(json!({ "stock": 5, "per_user_limit": 2, "ends_at": rfc3339(now_unix() + 3) }))
+        .await;
+    let first = cluster.node(0).api();
+    let won = first
+        .purchase_with("lee", &sold_out, None, Some("k1"))
+        .await
+        .accepted(&sold_out);
+    let before_end = first
+        .purchase_with("lee", &ending, None, Some("k1"))
+        .await
+        .accepted(&ending);
+    let other = cluster.node(1).api();
+    // The other node learns the sale is sold out and answers from memory.
+    other
+        .purchase("mo", &sold_out)
+        .await
+        .expect_error(StatusCode::CONFLICT, "sold_out");
+    eventually(PATIENCE, "the sale ended", || async {
+        (str_field(&other.stock(&ending).await, "state") == "ended").then_some(())
+    })
+    .await;
+
+    for moment in ["as it happens", "after the node restarted"] {
+        let other = cluster.node(1).api();
+        for (sale, order_id, refusal) in [
+            (&sold_out, &won, "sold_out"),
+            (&ending, &before_end, "ended"),
+        ] {
+            let retry = other.purchase_with("lee", sale, None, Some("k1")).await;
+            assert_eq!(&retry.accepted(sale), order_id, "{refusal} sale, {moment}");
+            for (user, key) in [("lee", None), ("lee", Some("k2")), ("mo", Some("k1"))] {
+                other
+                    .purchase_with(user, sale, None, key)
+                    .await
+                    .expect_error(StatusCode::CONFLICT, refusal);
+            }
+        }
+        let node = cluster.nodes[1].as_mut().expect("a running node");
+        node.stop().await;
+        node.restart().await;
+    }
+    for (sale, order_id) in [(&sold_out, &won), (&ending, &before_end)] {
+        let acknowledged = HashSet::from([order_id.clone()]);
+        cluster
+            .assert_orders_materialize(sale, &acknowledged, 1)
+            .await;
+        cluster.assert_reconciled(sale);
+    }
+    cluster.stop().await;
+}
+
+/// Control characters in a payment reference, a sale's name or a token's
+/// `sub` are refused at the door in cluster mode too: PostgreSQL would
+/// refuse NUL (and open the store's breaker for every buyer of the node,
+/// or dead-letter an acknowledged reservation); MariaDB would keep it.
+async fn text_no_store_keeps(db_var: &str) {
+    let Some(cluster) = Cluster::start("store_text", db_var, 2, &[], &[]).await else {
+        return;
+    };
+    let sale = cluster
+        .open_sale(json!({ "stock": 5, "per_user_limit": 2 }))
+        .await;
+    let (a, b) = (cluster.node(0).api(), cluster.node(1).api());
+    let order = a.buy("owner", &sale).await;
+    eventually(PATIENCE, "the order is a row", || async {
+        (b.order_of("owner", &order).await["status"] == "pending_payment").then_some(())
+    })
+    .await;
+    refuse_what_no_store_keeps(&b, &sale, "owner", &order).await;
+    eventually(PATIENCE, "one unit paid, four for sale", || async {
+        let report = b.report(&sale).await;
+        ((report.paid, report.queued, report.remaining) == (1, 0, 4)).then_some(())
+    })
+    .await;
+    cluster.assert_reconciled(&sale);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_no_store_keeps_is_refused_at_the_door_on_postgres() {
+    text_no_store_keeps(POSTGRES).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_no_store_keeps_is_refused_at_the_door_on_mariadb() {
+    text_no_store_keeps(MYSQL).await;
+}

@@ -159,9 +159,14 @@ impl Store for ClusterStore {
 
     /// The order's row, or while it has none its place in the queue.
     async fn order(&self, id: &OrderId) -> StoreResult<Option<Order>> {
-        match self.orders.order(id).await? {
-            Some(order) => Ok(Some(order)),
-            None => self.queued_order(id).await,
+        if let Some(order) = self.orders.order(id).await? {
+            return Ok(Some(order));
+        }
+        match self.queued_order(id).await? {
+            Some(queued) => Ok(Some(queued)),
+            // A consumer may have written the row and acknowledged the
+            // entry between the two reads: the row exists by now.
+            None => Ok(self.orders.order(id).await?),
         }
     }
 
@@ -191,6 +196,7 @@ impl From<OrdersError> for StoreError {
     fn from(error: OrdersError) -> Self {
         match error {
             OrdersError::Corrupt(message) => Self::Corrupt(message),
+            refused if refused.is_refusal() => Self::Refused(refused.to_string()),
             other => Self::Unavailable(format!("database: {other}")),
         }
     }

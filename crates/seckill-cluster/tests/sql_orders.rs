@@ -5,7 +5,7 @@
 mod common;
 
 use common::{databases, new_sale, now, reservation};
-use seckill_cluster::orders::{ExpiredOrder, SqlOrders};
+use seckill_cluster::orders::{Dialect, ExpiredOrder, SqlOrders};
 use seckill_core::{OrderId, OrderStatus, SaleId, Timestamp, UserId};
 use seckill_store::{CancelOutcome, PayOutcome, UnitsByStatus};
 use std::collections::HashSet;
@@ -360,5 +360,38 @@ async fn concurrent_sweepers_expire_each_order_once() {
         assert_eq!(expired, wanted, "sweepers took {per_sweeper:?}");
         let units = store.units_by_status(&sale).await.unwrap();
         assert_eq!((units.expired, units.pending_payment), (300, 1));
+    }
+}
+
+/// A value the database cannot hold (NUL in PostgreSQL text) or a broken
+/// constraint is the statement's fault, not an outage: it is told apart,
+/// so that it never counts against the store's breaker.
+#[tokio::test]
+async fn data_the_database_refuses_is_not_an_outage() {
+    for store in databases("data_the_database_refuses_is_not_an_outage").await {
+        let sale = new_sale(&store).await;
+        let order = reservation(&sale, "owner", now() + HOUR_MS);
+        store
+            .insert_reservations(std::slice::from_ref(&order))
+            .await
+            .unwrap();
+        let paid = store
+            .pay(&order.order_id, &order.user_id, "a\0b", Timestamp::now())
+            .await;
+        match (store.dialect(), paid) {
+            (Dialect::Postgres, Err(error)) => {
+                assert!(error.is_refusal(), "{error}");
+                assert!(!error.is_unreachable(), "{error}");
+            }
+            // MariaDB keeps NUL in a VARCHAR.
+            (Dialect::MySql, Ok(PayOutcome::Paid(_))) => {}
+            (dialect, other) => panic!("{dialect:?}: {other:?}"),
+        }
+        // A row against the schema's CHECK (quantity >= 1).
+        let mut none = reservation(&sale, "owner", now() + HOUR_MS);
+        none.quantity = 0;
+        let checked = store.insert_reservations(&[none]).await.unwrap_err();
+        assert!(checked.is_refusal(), "{checked}");
+        assert!(!checked.is_unreachable(), "{checked}");
     }
 }

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod order;
 pub mod sale;
 pub mod stock;
+pub mod text;
 pub mod time;
 
 pub use error::{ErrorCode, FieldError};

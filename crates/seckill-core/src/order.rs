@@ -9,10 +9,27 @@
 //! Embedded reservations start as `pending_payment`; `queued` is for cluster
 //! mode, where a consumer turns a reservation into a payable order.
 
+use crate::FieldError;
 use crate::ids::{OrderId, SaleId, UserId};
+use crate::text::refuse_control_characters;
 use crate::time::Timestamp;
 use serde::Serialize;
 use utoipa::ToSchema;
+
+/// Longest accepted `payment_ref`, in bytes.
+pub const MAX_PAYMENT_REF_LEN: usize = 200;
+
+/// A payment reference as a store keeps it: not blank, at most
+/// [`MAX_PAYMENT_REF_LEN`] bytes, no control characters.
+pub fn check_payment_ref(payment_ref: &str) -> Result<(), FieldError> {
+    if payment_ref.trim().is_empty() || payment_ref.len() > MAX_PAYMENT_REF_LEN {
+        return Err(FieldError::new(
+            "payment_ref",
+            format!("must be 1 to {MAX_PAYMENT_REF_LEN} bytes"),
+        ));
+    }
+    refuse_control_characters("payment_ref", payment_ref)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -3,6 +3,7 @@
 
 use crate::error::FieldError;
 use crate::ids::SaleId;
+use crate::text::refuse_control_characters;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -94,6 +95,7 @@ impl NewSale {
                 format!("must be 1 to {MAX_NAME_CHARS} characters"),
             ));
         }
+        refuse_control_characters("name", name)?;
         in_range("stock", self.stock, 1, MAX_STOCK)?;
         in_range("price_cents", self.price_cents, 0, MAX_PRICE_CENTS)?;
         in_range("per_user_limit", self.per_user_limit, 1, MAX_STOCK)?;

@@ -109,6 +109,14 @@ impl From<FieldError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
+        if let StoreError::Refused(why) = &error {
+            tracing::warn!(
+                request_id = crate::request_scope::current_id(),
+                why,
+                "the store refused a request's data"
+            );
+            return Self::bad_request("the order store cannot hold a value of this request");
+        }
         // An open breaker was logged once when it opened, not per request.
         if !matches!(error, StoreError::CircuitOpen) {
             tracing::error!(

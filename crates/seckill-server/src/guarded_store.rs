@@ -31,8 +31,17 @@ impl GuardedStore {
     async fn guard<T>(&self, operation: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
         let call = self.call()?;
         let result = operation.await;
-        call.report(&result);
+        report(call, result.as_ref().err());
         result
+    }
+}
+
+/// Only an outage counts against the store: a refusal of one request's
+/// data says the store is up.
+fn report(call: Call, error: Option<&StoreError>) {
+    match error {
+        Some(error) if error.is_outage() => call.failed(),
+        _ => call.succeeded(),
     }
 }
 
@@ -51,13 +60,13 @@ impl Store for GuardedStore {
         let ticket = match self.inner.reserve(reservation) {
             Ok(ticket) => ticket,
             Err(error) => {
-                call.failed();
+                report(call, Some(&error));
                 return Err(error);
             }
         };
         Ok(Box::pin(async move {
             let result = ticket.await;
-            call.report(&result);
+            report(call, result.as_ref().err());
             result
         }))
     }

@@ -223,7 +223,7 @@ mod tests {
         let pay_ref = &doc["components"]["schemas"]["PayBody"]["properties"]["payment_ref"];
         assert_eq!(
             pay_ref["maxLength"].as_u64(),
-            Some(orders::MAX_PAYMENT_REF_LEN as u64)
+            Some(seckill_core::order::MAX_PAYMENT_REF_LEN as u64)
         );
         let purchase = &doc["paths"]["/api/v1/sales/{sale_id}/purchase"]["post"];
         let key = purchase["parameters"]

@@ -16,7 +16,7 @@ use std::pin::Pin;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(rusqlite::Error),
     #[error("migration: {0}")]
     Migration(#[from] rusqlite_migration::Error),
     /// No connection or thread to run the query on.
@@ -28,10 +28,33 @@ pub enum StoreError {
     CircuitOpen,
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// The store refused this request's data (a value it cannot hold, a
+    /// constraint): the request is to blame, so it is no outage of the
+    /// store and never opens its breaker.
+    #[error("the store refused the request's data: {0}")]
+    Refused(String),
     /// The writer could not commit this write (the cause is in its log) or
     /// has shut down. Nothing of the write is durable.
     #[error("the write was not committed")]
     NotCommitted,
+}
+
+impl StoreError {
+    /// Whether this says the store is failing, as opposed to refusing what
+    /// one request asked of it.
+    pub fn is_outage(&self) -> bool {
+        !matches!(self, Self::Refused(_))
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{ConstraintViolation, TooBig, TypeMismatch};
+        match error.sqlite_error_code() {
+            Some(ConstraintViolation | TooBig | TypeMismatch) => Self::Refused(error.to_string()),
+            _ => Self::Database(error),
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -926,6 +926,84 @@ impl Report {
 }
 
 // ---------------------------------------------------------------------------
+// Strings no order store keeps
+// ---------------------------------------------------------------------------
+
+/// Control characters (PostgreSQL refuses NUL in text) in every string
+/// that reaches a store, sent in every mode: each is refused at the door
+/// (400 naming the field, 401 for a token's `sub`), nothing is reserved or
+/// changed, and the store's breaker stays closed. `owner` holds `order`,
+/// pending payment, on `sale`; it is paid at the end, which a store breaker
+/// opened by the refusals would answer 503.
+pub async fn refuse_what_no_store_keeps(api: &Api, sale: &str, owner: &str, order: &str) {
+    let before = (api.report(sale).await, api.my_orders(owner, sale).await);
+    let sales = api.get("/api/v1/sales", &Auth::None).await.json();
+    let bad_text = ["a\0b", "line\nbreak", "\u{1b}[2J", "c1\u{85}c1"];
+
+    // More refusals in a row than any breaker's threshold.
+    for payment_ref in bad_text.iter().chain(&bad_text) {
+        let message = api
+            .pay(owner, order, payment_ref)
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "bad_request");
+        assert!(
+            message.contains("payment_ref"),
+            "{payment_ref:?}: {message}"
+        );
+    }
+    for name in bad_text {
+        let body = json!({ "name": name, "stock": 1, "price_cents": 1 });
+        let message = api
+            .post("/api/v1/sales", &Auth::Admin, body)
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "bad_request");
+        assert!(message.contains("name"), "{name:?}: {message}");
+    }
+    let too_long = "u".repeat(201);
+    for sub in bad_text.iter().copied().chain([too_long.as_str()]) {
+        let token = Auth::Bearer(mint_jwt(
+            api.jwt_secret().as_bytes(),
+            sub,
+            now_unix() + 3600,
+        ));
+        let purchase = format!("/api/v1/sales/{sale}/purchase");
+        for key in [None, Some("k")] {
+            let headers: Vec<(&str, &str)> =
+                key.map(|k| ("idempotency-key", k)).into_iter().collect();
+            api.call(Method::POST, &purchase, &token, Body::Empty, &headers)
+                .await
+                .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+        }
+        api.get(&format!("/api/v1/orders?sale_id={sale}"), &token)
+            .await
+            .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    // Ids no order or sale can have reach no store either.
+    let user = Auth::user(owner);
+    for path in ["/api/v1/orders/a%00b", "/api/v1/orders/a%00b/cancel"] {
+        let method = if path.ends_with("cancel") {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        api.call(method, path, &user, Body::Empty, &[])
+            .await
+            .expect_error(StatusCode::NOT_FOUND, "not_found");
+    }
+    let none = api
+        .get("/api/v1/orders?sale_id=a%00b", &user)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(none, json!([]));
+
+    let after = (api.report(sale).await, api.my_orders(owner, sale).await);
+    assert_eq!(before, after, "refused requests changed the orders");
+    assert_eq!(api.get("/api/v1/sales", &Auth::None).await.json(), sales);
+    let paid = api.pay(owner, order, "ref-ok").await.expect(StatusCode::OK);
+    assert_eq!(str_field(&paid, "status"), "paid");
+}
+
+// ---------------------------------------------------------------------------
 // Raw sockets
 // ---------------------------------------------------------------------------
 

@@ -57,6 +57,19 @@ impl OrdersError {
             )
         )
     }
+
+    /// Whether the database refused this statement's data: SQLSTATE class
+    /// 22 (a value it cannot hold, such as NUL in PostgreSQL text) or 23
+    /// (a constraint). The statement's input is to blame, not the database.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(error)) => error
+                .code()
+                .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+            Self::OutOfRange(_) => true,
+            _ => false,
+        }
+    }
 }
 
 pub type OrdersResult<T> = Result<T, OrdersError>;

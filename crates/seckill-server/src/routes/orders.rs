@@ -8,20 +8,18 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use seckill_core::order::check_payment_ref;
 use seckill_core::{ErrorCode, Order, OrderId, SaleId};
 use seckill_store::{CancelOutcome, PayOutcome};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
-
-/// Longest accepted `payment_ref`.
-pub(crate) const MAX_PAYMENT_REF_LEN: usize = 200;
 
 #[utoipa::path(get, path = "/api/v1/orders/{order_id}", operation_id = "get_order",
     params(OrderPath), security(("user_jwt" = [])), responses((status = 200, body = Order,
         description = "The order; another user's is `not_found`."), openapi::OrderErrors))]
 pub async fn get(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> ApiResult<Json<Order>> {
     let user = app.auth.user(&headers)?;
-    match app.market.store().order(&OrderId::from(id)).await? {
+    match app.market.store().order(&order_id(&id)?).await? {
         Some(order) if order.user_id == user => Ok(Json(order)),
         _ => Err(no_such_order()),
     }
@@ -45,7 +43,12 @@ pub async fn list(
     headers: HeaderMap,
 ) -> ApiResult<Json<Vec<Order>>> {
     let user = app.auth.user(&headers)?;
-    let sale = query.sale_id.map(SaleId::from);
+    let sale = match query.sale_id.as_deref().map(SaleId::parse) {
+        // No sale has such an id, so none of the caller's orders is of it.
+        Some(None) => return Ok(Json(Vec::new())),
+        Some(Some(sale)) => Some(sale),
+        None => None,
+    };
     Ok(Json(
         app.market.store().orders_of(&user, sale.as_ref()).await?,
     ))
@@ -73,15 +76,11 @@ pub async fn pay(
     let PayBody { payment_ref } = json_body(body)
         .await?
         .ok_or_else(|| ApiError::bad_request("body: `payment_ref` is required"))?;
-    if payment_ref.trim().is_empty() || payment_ref.len() > MAX_PAYMENT_REF_LEN {
-        return Err(ApiError::bad_request(format!(
-            "field `payment_ref`: must be 1 to {MAX_PAYMENT_REF_LEN} bytes"
-        )));
-    }
+    check_payment_ref(&payment_ref)?;
     match app
         .market
         .store()
-        .pay(&OrderId::from(id), &user, &payment_ref)
+        .pay(&order_id(&id)?, &user, &payment_ref)
         .await?
     {
         PayOutcome::Paid(order) => {
@@ -118,7 +117,7 @@ pub async fn cancel(
     headers: HeaderMap,
 ) -> ApiResult<Json<Order>> {
     let user = app.auth.user(&headers)?;
-    match app.market.store().cancel(&OrderId::from(id), &user).await? {
+    match app.market.store().cancel(&order_id(&id)?, &user).await? {
         CancelOutcome::Cancelled(order, released) => {
             app.market.cancelled(&released);
             app.metrics.cancelled.increment(1);
@@ -130,6 +129,12 @@ pub async fn cancel(
             "only an unpaid order within its payment deadline can be cancelled",
         )),
     }
+}
+
+/// The order a path names; an id no order can have is no such order, and
+/// reaches no store.
+fn order_id(id: &str) -> ApiResult<OrderId> {
+    OrderId::parse(id).ok_or_else(no_such_order)
 }
 
 fn no_such_order() -> ApiError {
