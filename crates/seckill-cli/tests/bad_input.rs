@@ -130,6 +130,7 @@ async fn hostile_requests_get_clean_errors_and_change_nothing() {
         case("malformed JSON", M::POST, sales, Auth::Admin, raw(br#"{"name": "x", "stock": "#), BAD_REQUEST),
         case("not JSON", M::POST, sales, Auth::Admin, raw(b"hello"), BAD_REQUEST),
         case("JSON array", M::POST, sales, Auth::Admin, raw(b"[]"), BAD_REQUEST),
+        case("sale fields as an array", M::POST, sales, Auth::Admin, raw(br#"["hostile",10,100]"#), BAD_REQUEST).naming("object"),
         case("empty body", M::POST, sales, Auth::Admin, Body::Empty, BAD_REQUEST),
         case("trailing garbage", M::POST, sales, Auth::Admin, raw(br#"{"name":"x","stock":1,"price_cents":1} x"#), BAD_REQUEST),
         case("non-UTF-8 body", M::POST, sales, Auth::Admin, raw(b"\xff\xfe\xfd"), BAD_REQUEST),
@@ -209,6 +210,9 @@ async fn hostile_requests_get_clean_errors_and_change_nothing() {
         case("purchase malformed JSON", M::POST, &purchase, owner(), raw(b"{quantity: 1}"), BAD_REQUEST),
         case("purchase non-UTF-8 body", M::POST, &purchase, owner(), raw(b"\xff\xfe\xfd"), BAD_REQUEST),
         case("purchase over 1 MiB", M::POST, &purchase, owner(), oversized("quantity"), TOO_LARGE),
+        case("purchase [1]", M::POST, &purchase, owner(), raw(b"[1]"), BAD_REQUEST).naming("object"),
+        case("purchase []", M::POST, &purchase, owner(), raw(b"[]"), BAD_REQUEST).naming("object"),
+        case("purchase [1,2]", M::POST, &purchase, owner(), raw(b" [1,2]"), BAD_REQUEST).naming("object"),
         // --- unknown sale ---
         case("get unknown sale", M::GET, "/api/v1/sales/no-such-sale", Auth::None, Body::Empty, NOT_FOUND),
         case("stock of unknown sale", M::GET, "/api/v1/sales/no-such-sale/stock", Auth::None, Body::Empty, NOT_FOUND),
@@ -233,6 +237,7 @@ async fn hostile_requests_get_clean_errors_and_change_nothing() {
         case("pay without body", M::POST, &pay, owner(), Body::Empty, BAD_REQUEST),
         case("pay malformed JSON", M::POST, &pay, owner(), raw(br#"{"payment_ref": "#), BAD_REQUEST),
         case("pay non-UTF-8 body", M::POST, &pay, owner(), raw(b"{\"payment_ref\":\"\xff\"}"), BAD_REQUEST),
+        case("pay with an array", M::POST, &pay, owner(), raw(br#"["r"]"#), BAD_REQUEST).naming("object"),
         // --- routing ---
         case("root", M::GET, "/", Auth::None, Body::Empty, NOT_FOUND),
         case("unknown v1 route", M::GET, "/api/v1/nope", Auth::None, Body::Empty, NOT_FOUND),
