@@ -301,3 +301,53 @@ async fn hostile_requests_get_clean_errors_and_change_nothing() {
         .expect(StatusCode::OK);
     assert_eq!(str_field(&paid, "status"), "paid");
 }
+
+/// An Idempotency-Key is 1 to 200 visible ASCII characters (`!` to `~`),
+/// as the refusal says: a space, a tab or DEL in it is refused (400, no
+/// order), while the same purchase with a good key goes through.
+#[tokio::test]
+async fn an_idempotency_key_of_other_than_visible_ascii_is_refused() {
+    let server = Seckill::start().await;
+    let sale = server.open_sale(10, 5).await;
+    let purchase = format!("/api/v1/sales/{sale}/purchase");
+    for key in ["a b", "a\tb", "café", &"k".repeat(201)] {
+        let answer = server
+            .call(
+                Method::POST,
+                &purchase,
+                &Auth::user("keyholder"),
+                Body::Empty,
+                &[("idempotency-key", key)],
+            )
+            .await;
+        let message = answer.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+        assert!(message.contains("Idempotency-Key"), "{key:?}: {message}");
+    }
+    // DEL cannot be sent through the HTTP client: a raw socket.
+    let addr = server.base.strip_prefix("http://").expect("an http base");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST {purchase} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Idempotency-Key: a\x7fb\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        server.user_token("keyholder")
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut socket, head.as_bytes())
+        .await
+        .expect("send");
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        PATIENCE,
+        tokio::io::AsyncReadExt::read_to_end(&mut socket, &mut answer),
+    )
+    .await
+    .expect("an answer in time")
+    .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "DEL: {answer}");
+
+    assert!(server.my_orders("keyholder", &sale).await.is_empty());
+    server
+        .purchase_with("keyholder", &sale, None, Some("a-b"))
+        .await
+        .accepted(&sale);
+}

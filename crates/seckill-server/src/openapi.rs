@@ -236,5 +236,6 @@ mod tests {
             key["schema"]["maxLength"].as_u64(),
             Some(purchase::MAX_IDEMPOTENCY_KEY_LEN as u64)
         );
+        assert_eq!(key["schema"]["pattern"], "^[!-~]+$");
     }
 }
