@@ -100,6 +100,10 @@ async fn a_body_that_does_not_come_in_time_gets_408_and_frees_its_place() {
         "{answer}"
     );
     assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
     assert!(started.elapsed() >= Duration::from_millis(300));
     // Its place is free again: the next purchase goes through.
     let order = seckill.buy("alice", &sale).await;

@@ -195,7 +195,13 @@ async fn within_limits(
     let mut handling = std::pin::pin!(handle(app, router, route, peer, request, open_purchase));
     match tokio::time::timeout(app.limits.request_timeout, handling.as_mut()).await {
         Ok(response) => response,
-        Err(_) if activity.awaits_body() => canned::body_timed_out(),
+        Err(_) if activity.awaits_body() => {
+            // What is left of the body cannot be told from a next request.
+            let mut response = canned::body_timed_out();
+            let close = HeaderValue::from_static("close");
+            response.headers_mut().insert(header::CONNECTION, close);
+            response
+        }
         Err(_) => {
             app.metrics.shed_timeout.increment(1);
             canned::timed_out()
