@@ -130,6 +130,7 @@ async fn hostile_requests_get_clean_errors_and_change_nothing() {
         case("malformed JSON", M::POST, sales, Auth::Admin, raw(br#"{"name": "x", "stock": "#), BAD_REQUEST),
         case("not JSON", M::POST, sales, Auth::Admin, raw(b"hello"), BAD_REQUEST),
         case("JSON array", M::POST, sales, Auth::Admin, raw(b"[]"), BAD_REQUEST),
+        case("sale fields as an array", M::POST, sales, Auth::Admin, raw(br#"["hostile",10,100]"#), BAD_REQUEST).naming("object"),
         case("empty body", M::POST, sales, Auth::Admin, Body::Empty, BAD_REQUEST),
         case("trailing garbage", M::POST, sales, Auth::Admin, raw(br#"{"name":"x","stock":1,"price_cents":1} x"#), BAD_REQUEST),
         case("non-UTF-8 body", M::POST, sales, Auth::Admin, raw(b"\xff\xfe\xfd"), BAD_REQUEST),
@@ -209,6 +210,9 @@ async fn hostile_requests_get_clean_errors_and_change_nothing() {
         case("purchase malformed JSON", M::POST, &purchase, owner(), raw(b"{quantity: 1}"), BAD_REQUEST),
         case("purchase non-UTF-8 body", M::POST, &purchase, owner(), raw(b"\xff\xfe\xfd"), BAD_REQUEST),
         case("purchase over 1 MiB", M::POST, &purchase, owner(), oversized("quantity"), TOO_LARGE),
+        case("purchase [1]", M::POST, &purchase, owner(), raw(b"[1]"), BAD_REQUEST).naming("object"),
+        case("purchase []", M::POST, &purchase, owner(), raw(b"[]"), BAD_REQUEST).naming("object"),
+        case("purchase [1,2]", M::POST, &purchase, owner(), raw(b" [1,2]"), BAD_REQUEST).naming("object"),
         // --- unknown sale ---
         case("get unknown sale", M::GET, "/api/v1/sales/no-such-sale", Auth::None, Body::Empty, NOT_FOUND),
         case("stock of unknown sale", M::GET, "/api/v1/sales/no-such-sale/stock", Auth::None, Body::Empty, NOT_FOUND),
@@ -233,6 +237,7 @@ async fn hostile_requests_get_clean_errors_and_change_nothing() {
         case("pay without body", M::POST, &pay, owner(), Body::Empty, BAD_REQUEST),
         case("pay malformed JSON", M::POST, &pay, owner(), raw(br#"{"payment_ref": "#), BAD_REQUEST),
         case("pay non-UTF-8 body", M::POST, &pay, owner(), raw(b"{\"payment_ref\":\"\xff\"}"), BAD_REQUEST),
+        case("pay with an array", M::POST, &pay, owner(), raw(br#"["r"]"#), BAD_REQUEST).naming("object"),
         // --- routing ---
         case("root", M::GET, "/", Auth::None, Body::Empty, NOT_FOUND),
         case("unknown v1 route", M::GET, "/api/v1/nope", Auth::None, Body::Empty, NOT_FOUND),
@@ -306,4 +311,54 @@ async fn text_no_store_keeps_is_refused_at_the_door() {
     let sale = server.open_sale(10, 2).await;
     let order = server.buy("owner", &sale).await;
     refuse_what_no_store_keeps(&server, &sale, "owner", &order).await;
+}
+
+/// An Idempotency-Key is 1 to 200 visible ASCII characters (`!` to `~`),
+/// as the refusal says: a space, a tab or DEL in it is refused (400, no
+/// order), while the same purchase with a good key goes through.
+#[tokio::test]
+async fn an_idempotency_key_of_other_than_visible_ascii_is_refused() {
+    let server = Seckill::start().await;
+    let sale = server.open_sale(10, 5).await;
+    let purchase = format!("/api/v1/sales/{sale}/purchase");
+    for key in ["a b", "a\tb", "café", &"k".repeat(201)] {
+        let answer = server
+            .call(
+                Method::POST,
+                &purchase,
+                &Auth::user("keyholder"),
+                Body::Empty,
+                &[("idempotency-key", key)],
+            )
+            .await;
+        let message = answer.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+        assert!(message.contains("Idempotency-Key"), "{key:?}: {message}");
+    }
+    // DEL cannot be sent through the HTTP client: a raw socket.
+    let addr = server.base.strip_prefix("http://").expect("an http base");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST {purchase} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Idempotency-Key: a\x7fb\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        server.user_token("keyholder")
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut socket, head.as_bytes())
+        .await
+        .expect("send");
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        PATIENCE,
+        tokio::io::AsyncReadExt::read_to_end(&mut socket, &mut answer),
+    )
+    .await
+    .expect("an answer in time")
+    .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "DEL: {answer}");
+
+    assert!(server.my_orders("keyholder", &sale).await.is_empty());
+    server
+        .purchase_with("keyholder", &sale, None, Some("a-b"))
+        .await
+        .accepted(&sale);
 }

@@ -1,5 +1,6 @@
 //! User JWTs under hardened rules: the algorithm is pinned by the key
-//! (HS256 secret, or an RS256/ES256 public key), `exp` is required, and
+//! (HS256 secret, or an RS256/ES256 public key), `exp` is required, `nbf`
+//! is honoured, a header with critical extensions (`crit`) is refused, and
 //! `iss`/`aud` are checked when configured. Every refusal is 401.
 
 mod common;
@@ -33,6 +34,18 @@ fn unsigned(claims: &Value) -> String {
         encode(&json!({"alg": "none", "typ": "JWT"})),
         encode(claims)
     )
+}
+
+/// A token with this header, which `jsonwebtoken` cannot write (`crit`).
+fn with_header(algorithm: Algorithm, key: &EncodingKey, header: &Value, claims: &Value) -> String {
+    let message = format!(
+        "{}.{}",
+        base64url(header.to_string().as_bytes()),
+        base64url(claims.to_string().as_bytes())
+    );
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), key, algorithm).expect("sign a JWT");
+    format!("{message}.{signature}")
 }
 
 fn base64url(bytes: &[u8]) -> String {
@@ -169,4 +182,58 @@ async fn hs256_refuses_alg_none_and_a_wrong_signature() {
     );
     assert!(!buys_with(&seckill, &sale, &forged).await);
     assert!(buys_with(&seckill, &sale, &seckill.user_token("dave")).await);
+}
+
+/// Not before an hour from now: refused until then, with either kind of
+/// key; a `nbf` in the past is no obstacle.
+#[tokio::test]
+async fn a_token_not_yet_valid_is_refused() {
+    let seckill = Seckill::start().await;
+    let sale = seckill.open_sale(10, 1).await;
+    let secret = EncodingKey::from_secret(seckill.jwt_secret().as_bytes());
+    let from = |nbf: i64| json!({"sub": "erin", "exp": now_unix() + 7200, "nbf": nbf});
+    let early = sign(Algorithm::HS256, &secret, from(now_unix() + 3600));
+    assert!(
+        !buys_with(&seckill, &sale, &early).await,
+        "HS256, nbf ahead"
+    );
+    let due = sign(Algorithm::HS256, &secret, from(now_unix() - 60));
+    assert!(buys_with(&seckill, &sale, &due).await, "HS256, nbf past");
+
+    let public_key = fixture("rsa_public.pem");
+    let rsa = Seckill::start_with(&["--jwt-public-key", public_key.to_str().expect("UTF-8")]).await;
+    let sale = rsa.open_sale(10, 1).await;
+    let early = rs256("rsa_private.pem", from(now_unix() + 3600));
+    assert!(!buys_with(&rsa, &sale, &early).await, "RS256, nbf ahead");
+    let due = rs256("rsa_private.pem", from(now_unix() - 60));
+    assert!(buys_with(&rsa, &sale, &due).await, "RS256, nbf past");
+}
+
+/// RFC 7515: a token whose header lists extensions the recipient must
+/// understand (`crit`) is refused by one that understands none.
+#[tokio::test]
+async fn a_token_with_critical_extensions_is_refused() {
+    let seckill = Seckill::start().await;
+    let sale = seckill.open_sale(10, 1).await;
+    let secret = EncodingKey::from_secret(seckill.jwt_secret().as_bytes());
+    let claims = json!({"sub": "frank", "exp": now_unix() + 600});
+    let critical = json!({"alg": "HS256", "typ": "JWT", "crit": ["exp"]});
+    let token = with_header(Algorithm::HS256, &secret, &critical, &claims);
+    assert!(!buys_with(&seckill, &sale, &token).await, "HS256 with crit");
+    // The same token without `crit` is good: only the header differs.
+    let plain = json!({"alg": "HS256", "typ": "JWT"});
+    let token = with_header(Algorithm::HS256, &secret, &plain, &claims);
+    assert!(
+        buys_with(&seckill, &sale, &token).await,
+        "HS256 without crit"
+    );
+
+    let public_key = fixture("rsa_public.pem");
+    let rsa = Seckill::start_with(&["--jwt-public-key", public_key.to_str().expect("UTF-8")]).await;
+    let sale = rsa.open_sale(10, 1).await;
+    let key = EncodingKey::from_rsa_pem(&pem("rsa_private.pem")).expect("an RSA private key");
+    let critical = json!({"alg": "RS256", "crit": ["exp"]});
+    let token = with_header(Algorithm::RS256, &key, &critical, &claims);
+    assert!(!buys_with(&rsa, &sale, &token).await, "RS256 with crit");
+    assert_eq!(rsa.report(&sale).await.remaining, 10, "nothing was sold");
 }

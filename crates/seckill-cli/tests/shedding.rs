@@ -1,7 +1,8 @@
 //! Load shedding: past `--max-in-flight` a request is answered 503 at once;
-//! past `--request-timeout-ms` a request is answered 503 and its place
-//! freed. Requests are held in flight by a client that sends a purchase's
-//! head but not its whole body, over a raw socket. And the connections
+//! past `--request-timeout-ms` a request is answered 503 (408 if it was
+//! its body that did not come) and its place freed. Requests are held in
+//! flight by a client that sends a purchase's head but not its whole body,
+//! over a raw socket. And the connections
 //! that would pin the engine without a request are closed: a head that
 //! does not come, or one too large.
 
@@ -78,8 +79,11 @@ async fn past_the_in_flight_cap_requests_are_refused_at_once_but_health_is_not_a
     answer.accepted(&sale);
 }
 
+/// A client that does not finish sending its body within the time limit
+/// gets 408 `request_timeout`: it was the client that was slow. The place
+/// it held is free again.
 #[tokio::test]
-async fn a_request_past_the_time_limit_gets_503_and_frees_its_place() {
+async fn a_body_that_does_not_come_in_time_gets_408_and_frees_its_place() {
     let seckill =
         Seckill::start_with(&["--max-in-flight", "1", "--request-timeout-ms", "300"]).await;
     let sale = seckill.open_sale(10, 1).await;
@@ -88,11 +92,61 @@ async fn a_request_past_the_time_limit_gets_503_and_frees_its_place() {
 
     let answer = read_answer(&mut stalled).await;
 
-    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(answer.contains(r#""code":"unavailable""#), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{answer}"
+    );
+    assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
     assert!(started.elapsed() >= Duration::from_millis(300));
     // Its place is free again: the next purchase goes through.
-    seckill.purchase("alice", &sale).await.accepted(&sale);
+    let order = seckill.buy("alice", &sale).await;
+
+    // The same for a payment whose body stalls.
+    let addr = seckill.base.strip_prefix("http://").expect("an http base");
+    let mut stalled = TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/orders/{order}/pay HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"payment_ref\"",
+        seckill.user_token("alice")
+    );
+    stalled.write_all(head.as_bytes()).await.expect("send");
+    let answer = read_answer(&mut stalled).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+    assert_eq!(
+        str_field(&seckill.order_of("alice", &order).await, "status"),
+        "pending_payment"
+    );
+}
+
+/// A request whose handler is still waiting past the time limit — here on
+/// a store that cannot commit while another process holds SQLite's write
+/// lock — gets 503 `unavailable`: the engine was slow, not the client.
+#[tokio::test]
+async fn a_slow_handler_past_the_time_limit_gets_503() {
+    let seckill = Seckill::start_with(&["--request-timeout-ms", "300"]).await;
+    let sale = seckill.open_sale(10, 1).await;
+    let mut lock_holder = rusqlite::Connection::open(seckill.data_dir().join("seckill.db"))
+        .expect("open the engine's database");
+    let lock = lock_holder
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .expect("take SQLite's write lock");
+
+    let started = Instant::now();
+    let answer = seckill.purchase_with("bob", &sale, Some(1), None).await;
+
+    answer.expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert_eq!(answer.header("retry-after"), Some("1"));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    lock.rollback().expect("release the write lock");
 }
 
 #[tokio::test]

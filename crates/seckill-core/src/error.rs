@@ -11,6 +11,7 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
+    RequestTimeout,
     SoldOut,
     LimitReached,
     NotStarted,
@@ -28,12 +29,13 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::BadRequest,
         Self::Unauthorized,
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::PayloadTooLarge,
+        Self::RequestTimeout,
         Self::SoldOut,
         Self::LimitReached,
         Self::NotStarted,
@@ -58,6 +60,7 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::SoldOut => "sold_out",
             Self::LimitReached => "limit_reached",
             Self::NotStarted => "not_started",

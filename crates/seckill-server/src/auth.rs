@@ -2,13 +2,18 @@
 //! the admin bearer token. The JWT algorithm is pinned by the configured
 //! key — HS256 for a shared secret, RS256 or ES256 for a public key — so a
 //! token that names another algorithm (`none`, or HS256 signed with the
-//! public key as its secret) is refused.
+//! public key as its secret) is refused. A token not yet valid (`nbf`) is
+//! refused, and so is one whose header names extensions it must be
+//! understood by (`crit`): this engine understands none.
 
 use crate::error::{ApiError, ApiResult};
 use axum::http::{HeaderMap, header};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use seckill_core::{ErrorCode, UserId};
-use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
 use subtle::ConstantTimeEq;
 
 /// Seconds of clock skew tolerated on `exp` (and `nbf`).
@@ -47,6 +52,33 @@ struct Claims {
     sub: String,
 }
 
+/// The one member of a token's header that jsonwebtoken does not read.
+#[derive(Deserialize)]
+struct CriticalExtensions {
+    /// Whether the header has `crit`, whatever its value (RFC 7515 §4.1.11:
+    /// a recipient refuses a token whose critical extensions it does not
+    /// understand, and an empty list is not allowed either).
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+fn present<'de, D: Deserializer<'de>>(value: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(value).map(|_| true)
+}
+
+/// Whether the header (the token's first segment) has no `crit` member;
+/// only called once the token verified, so the segment is the signed one.
+fn has_no_critical_extensions(token: &str) -> bool {
+    let Some((header, _)) = token.split_once('.') else {
+        return false;
+    };
+    URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|json| serde_json::from_slice::<CriticalExtensions>(&json).ok())
+        .is_some_and(|header| !header.crit)
+}
+
 impl Auth {
     pub fn new(rules: &JwtRules, admin_token: &str) -> Result<Self, BadPublicKey> {
         let (user_key, algorithm) = match &rules.key {
@@ -63,6 +95,7 @@ impl Auth {
         };
         let mut validation = Validation::new(algorithm);
         validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
         let mut required = vec!["exp", "sub"];
         if let Some(issuer) = &rules.issuer {
             validation.set_issuer(&[issuer]);
@@ -87,7 +120,11 @@ impl Auth {
     pub fn user(&self, headers: &HeaderMap) -> ApiResult<UserId> {
         let token = bearer(headers).ok_or(ApiError::unauthorized("a bearer token is required"))?;
         let claims = jsonwebtoken::decode::<Claims>(token, &self.user_key, &self.validation)
-            .map_err(|_| ApiError::unauthorized("the token is invalid or expired"))?
+            .ok()
+            .filter(|_| has_no_critical_extensions(token))
+            .ok_or(ApiError::unauthorized(
+                "the token is invalid, expired or not yet valid",
+            ))?
             .claims;
         // Refused before anything is reserved: an id the order store
         // would refuse must never be acknowledged (I2).
@@ -206,6 +243,42 @@ mod tests {
             );
         }
         assert!(auth.user(&HeaderMap::new()).is_err());
+    }
+
+    /// An HS256 token with this header, which jsonwebtoken cannot write.
+    fn with_header(secret: &[u8], header: &str, claims: &serde_json::Value) -> String {
+        let segment = |json: &str| URL_SAFE_NO_PAD.encode(json);
+        let message = format!("{}.{}", segment(header), segment(&claims.to_string()));
+        let key = EncodingKey::from_secret(secret);
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256).unwrap();
+        format!("{message}.{signature}")
+    }
+
+    #[test]
+    fn refuses_a_token_not_yet_valid_or_with_critical_extensions() {
+        let auth = hs256(b"secret", "admin");
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims =
+            |nbf: u64| serde_json::json!({"sub": "alice", "exp": far_future(), "nbf": nbf});
+        let user = |jwt: String| auth.user(&headers(&format!("Bearer {jwt}")));
+        assert!(user(token(b"secret", claims(now - 60), Algorithm::HS256)).is_ok());
+        assert!(user(token(b"secret", claims(now + 2), Algorithm::HS256)).is_ok());
+        assert!(user(token(b"secret", claims(now + 3600), Algorithm::HS256)).is_err());
+
+        let plain = r#"{"alg":"HS256","typ":"JWT"}"#;
+        assert!(user(with_header(b"secret", plain, &claims(now))).is_ok());
+        for header in [
+            r#"{"alg":"HS256","crit":["exp"]}"#,
+            r#"{"alg":"HS256","crit":[]}"#,
+            r#"{"alg":"HS256","crit":null}"#,
+            r#"{"alg":"HS256","\u0063rit":["exp"]}"#,
+        ] {
+            assert!(
+                user(with_header(b"secret", header, &claims(now))).is_err(),
+                "{header}"
+            );
+        }
     }
 
     #[test]

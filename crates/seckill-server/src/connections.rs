@@ -47,6 +47,9 @@ pub struct Activity {
     busy: AtomicBool,
     /// Set by the watcher: the time limit on a head has passed.
     expired: AtomicBool,
+    /// The request's handler waits for more of its body from the client
+    /// ([`ClientBody`](crate::client_body::ClientBody)).
+    awaiting_body: AtomicBool,
     waker: AtomicWaker,
 }
 
@@ -62,6 +65,15 @@ impl Activity {
     /// Whether the connection is busy answering, not waiting for a head.
     pub fn set_busy(&self, busy: bool) {
         self.busy.store(busy, Relaxed);
+    }
+
+    /// Whether the request's handler now waits for the client's body.
+    pub fn set_awaiting_body(&self, awaiting: bool) {
+        self.awaiting_body.store(awaiting, Relaxed);
+    }
+
+    pub fn awaits_body(&self) -> bool {
+        self.awaiting_body.load(Relaxed)
     }
 }
 

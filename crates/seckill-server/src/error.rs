@@ -80,6 +80,7 @@ pub const fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorCode::SoldOut
         | ErrorCode::LimitReached
         | ErrorCode::NotStarted
@@ -196,6 +197,12 @@ pub mod canned {
         "unavailable",
         "the request took too long; retry shortly"
     );
+    canned!(
+        body_timed_out,
+        RequestTimeout,
+        "request_timeout",
+        "the request's body did not arrive in time"
+    );
 }
 
 #[cfg(test)]
@@ -228,6 +235,7 @@ mod tests {
             (canned::ended(), ErrorCode::Ended),
             (canned::overloaded(), ErrorCode::Unavailable),
             (canned::timed_out(), ErrorCode::Unavailable),
+            (canned::body_timed_out(), ErrorCode::RequestTimeout),
             (canned::degraded(), ErrorCode::Unavailable),
         ] {
             assert_eq!(response.status(), status_of(code));

@@ -8,6 +8,7 @@
 //! balancers speak HTTP/1.1.
 
 use crate::App;
+use crate::client_body::ClientBody;
 use crate::connections::{Activity, Connections};
 use crate::degrade::Traffic;
 use crate::error::canned;
@@ -120,7 +121,8 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Connection {
         let activity = Arc::clone(&self.activity);
         activity.set_busy(true);
         Either::Right(Box::pin(async move {
-            let handling = within_limits(&app, router, route, peer, request, purchase_of);
+            let handling =
+                within_limits(&app, router, route, peer, request, purchase_of, &activity);
             let answered = request_scope::run(id, handling).await;
             activity.set_busy(answered.output.body().size_hint().exact().is_none());
             Ok(about.finish(&app, answered.output, answered.code, answered.id))
@@ -162,7 +164,8 @@ impl About {
 }
 
 /// Sheds the request if too many are in flight, cuts it off past the time
-/// limit; the operator's routes are exempt from both.
+/// limit (408 if its handler was waiting for the client's body then, 503
+/// otherwise); the operator's routes are exempt from both.
 async fn within_limits(
     app: &App,
     router: Router,
@@ -170,17 +173,35 @@ async fn within_limits(
     peer: SocketAddr,
     request: hyper::Request<Incoming>,
     purchase_of: Option<Arc<LiveSale>>,
+    activity: &Arc<Activity>,
 ) -> Response {
     if shedding::is_exempt(route) {
+        let request = request.map(Body::new);
         return handle(app, router, route, peer, request, purchase_of).await;
     }
     let Some(_admitted) = app.in_flight.admit() else {
         app.metrics.shed_in_flight.increment(1);
         return canned::overloaded();
     };
-    let handling = handle(app, router, route, peer, request, purchase_of);
-    match tokio::time::timeout(app.limits.request_timeout, handling).await {
+    let request = request.map(|body| {
+        if body.is_end_stream() {
+            Body::new(body)
+        } else {
+            Body::new(ClientBody::new(body, Arc::clone(activity)))
+        }
+    });
+    // Pinned here, so that it is dropped only after the flag it sets on
+    // `activity` is read.
+    let mut handling = std::pin::pin!(handle(app, router, route, peer, request, purchase_of));
+    match tokio::time::timeout(app.limits.request_timeout, handling.as_mut()).await {
         Ok(response) => response,
+        Err(_) if activity.awaits_body() => {
+            // What is left of the body cannot be told from a next request.
+            let mut response = canned::body_timed_out();
+            let close = HeaderValue::from_static("close");
+            response.headers_mut().insert(header::CONNECTION, close);
+            response
+        }
         Err(_) => {
             app.metrics.shed_timeout.increment(1);
             canned::timed_out()
@@ -196,21 +217,20 @@ async fn handle(
     router: Router,
     route: Route,
     peer: SocketAddr,
-    request: hyper::Request<Incoming>,
+    mut request: hyper::Request<Body>,
     purchase_of: Option<Arc<LiveSale>>,
 ) -> Response {
     let Some(sale) = purchase_of else {
         if let Err(limited) = admit(app, route, peer, request.headers()).await {
             return limited.into_response();
         }
-        let mut request = request.map(Body::new);
         request.extensions_mut().insert(ConnectInfo(peer));
         return match router.oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
         };
     };
-    let buying = purchase::buy(app, &sale, peer.ip(), request.map(Body::new));
+    let buying = purchase::buy(app, &sale, peer.ip(), request);
     AssertUnwindSafe(buying)
         .catch_unwind()
         .await

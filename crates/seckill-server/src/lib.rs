@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod breaker;
+mod client_body;
 pub mod client_ip;
 pub mod cluster;
 mod connections;

@@ -169,9 +169,12 @@ macro_rules! errors {
 }
 
 // Every API route may be rate limited (429) or refused while overloaded,
-// degraded or out of time (503).
+// degraded or out of time (503); one that takes a body gets 408 when the
+// body does not arrive within the time limit.
 errors! {
-    CreateSaleErrors = [BadRequest, Unauthorized, PayloadTooLarge, RateLimited, Unavailable];
+    CreateSaleErrors = [
+        BadRequest, Unauthorized, PayloadTooLarge, RequestTimeout, RateLimited, Unavailable,
+    ];
     ListSalesErrors = [RateLimited, Unavailable];
     SaleErrors = [BadRequest, NotFound, RateLimited, Unavailable];
     ReportErrors = [BadRequest, Unauthorized, NotFound, RateLimited, Unavailable];
@@ -180,13 +183,14 @@ errors! {
     ];
     PurchaseErrors = [
         BadRequest, Unauthorized, PurchaseTokenRequired, PurchaseTokenInvalid, NotFound,
-        PayloadTooLarge, SoldOut, LimitReached, NotStarted, Ended, RateLimited, Unavailable,
+        PayloadTooLarge, RequestTimeout, SoldOut, LimitReached, NotStarted, Ended, RateLimited,
+        Unavailable,
     ];
     ListOrdersErrors = [BadRequest, Unauthorized, RateLimited, Unavailable];
     OrderErrors = [BadRequest, Unauthorized, NotFound, RateLimited, Unavailable];
     PayErrors = [
-        BadRequest, Unauthorized, NotFound, PayloadTooLarge, OrderExpired, OrderCancelled,
-        NotPayable, RateLimited, Unavailable,
+        BadRequest, Unauthorized, NotFound, PayloadTooLarge, RequestTimeout, OrderExpired,
+        OrderCancelled, NotPayable, RateLimited, Unavailable,
     ];
     CancelErrors = [BadRequest, Unauthorized, NotFound, NotCancellable, RateLimited, Unavailable];
     DegradeErrors = [Unauthorized, RateLimited, Unavailable];
@@ -236,5 +240,6 @@ mod tests {
             key["schema"]["maxLength"].as_u64(),
             Some(purchase::MAX_IDEMPOTENCY_KEY_LEN as u64)
         );
+        assert_eq!(key["schema"]["pattern"], "^[!-~]+$");
     }
 }

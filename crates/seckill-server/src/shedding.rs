@@ -1,7 +1,7 @@
 //! Load shedding: past a cap on requests in flight, answer 503 at once
 //! instead of queueing without bound; and a time limit per request, so a
-//! request stuck behind a slow client body or a stalled store gives its
-//! place back. Health, readiness, metrics and the dashboard are exempt:
+//! request stuck behind a slow client body (408) or a stalled store (503)
+//! gives its place back. Health, readiness, metrics and the dashboard are exempt:
 //! operators must be able to see an overloaded engine.
 
 use crate::route::Route;

@@ -63,9 +63,14 @@ pub async fn json_body<T: DeserializeOwned>(body: Body) -> ApiResult<Option<T>> 
     parse_json(&bytes).map(Some)
 }
 
-/// Parses a whole JSON document into `T`; errors name the offending field.
-/// Public so that it can be fuzzed.
+/// Parses a whole JSON document, an object, into `T`; errors name the
+/// offending field. Public so that it can be fuzzed.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    // Every body the API takes is an object, and serde would also fill a
+    // struct from an array of its fields in order (`[1]` as `{"quantity": 1}`).
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::bad_request("body: must be a JSON object"));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -104,6 +109,14 @@ mod tests {
         assert!(message(br#"{"quantity":1e30}"#).contains("quantity"));
         assert!(message(br#"{"quantity":1,"extra":1}"#).contains("extra"));
         assert!(message(br#"{}"#).contains("quantity"));
+    }
+
+    #[test]
+    fn only_an_object_is_a_body() {
+        assert!(parse_json::<Probe>(b" \n{\"quantity\":1}").is_ok());
+        for body in [&b"[1]"[..], b" [1]", b"[]", b"1", b"\"x\"", b"null"] {
+            assert!(message(body).contains("JSON object"), "{body:?}");
+        }
     }
 
     #[test]

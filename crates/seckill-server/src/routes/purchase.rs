@@ -87,6 +87,7 @@ pub(crate) fn triage(app: &AppState, sale_id: &str, headers: &HeaderMap) -> Tria
     security(("user_jwt" = [])),
     params(SalePath,
         ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 200,
+            pattern = "^[!-~]+$",
             description = "Retries with the same key and user get the first answer."),
         ("X-Purchase-Token" = Option<String>, Header, nullable = false,
             description = "Required by sales with `require_purchase_token`.")),
@@ -199,8 +200,12 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
         return Ok(None);
     };
+    // Visible ASCII is `!` to `~`: no space, tab or other control character.
     match value.to_str() {
-        Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY_LEN => {
+        Ok(key)
+            if (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&key.len())
+                && key.bytes().all(|byte| byte.is_ascii_graphic()) =>
+        {
             Ok(Some(key.to_string()))
         }
         _ => Err(ApiError::bad_request(format!(
