@@ -342,3 +342,22 @@ async fn with_a_dashboard_token_the_page_and_its_events_ask_for_it() {
             .assert_status(StatusCode::OK);
     }
 }
+
+/// A cap of no stream, or an empty token (which `?token=` would match), is
+/// refused at start, from a flag or from the configuration file.
+#[tokio::test]
+async fn bad_dashboard_settings_are_refused_at_start() {
+    let config = tempfile::tempdir().expect("a dir");
+    let file = config.path().join("seckill.toml");
+    std::fs::write(&file, "dashboard_max_streams = 0\n").expect("write the config");
+    let file = file.to_str().expect("a UTF-8 path");
+    for (flags, says) in [
+        (vec!["--dashboard-max-streams", "0"], "at least 1"),
+        (vec!["--config", file], "at least 1"),
+        (vec!["--dashboard-token", ""], "must not be empty"),
+    ] {
+        let (code, stderr) = serve_refusal(&flags);
+        assert_eq!(code, Some(1), "{flags:?}: {stderr}");
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
+    }
+}

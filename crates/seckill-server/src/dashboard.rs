@@ -245,7 +245,7 @@ impl Feed {
             .send_replace(Latest::Snapshot(sse_event("snapshot", &json)));
     }
 
-    fn close(&self) {
+    pub(crate) fn close(&self) {
         self.latest.send_replace(Latest::Closed);
     }
 }
@@ -299,6 +299,15 @@ pub fn spawn(app: App, node: String) -> JoinHandle<()> {
 }
 
 #[cfg(test)]
+impl Feed {
+    /// Publishes `json` as the sampler publishes a snapshot.
+    pub(crate) fn publish_json(&self, json: &str) {
+        self.latest
+            .send_replace(Latest::Snapshot(sse_event("snapshot", json)));
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -312,8 +321,7 @@ mod tests {
         );
         let early = tokio::time::timeout(SAMPLE_INTERVAL, events.next()).await;
         assert!(early.is_err(), "nothing to show before the first sample");
-        feed.latest
-            .send_replace(Latest::Snapshot(sse_event("snapshot", "{}")));
+        feed.publish_json("{}");
         assert_eq!(
             events.next().await.as_deref(),
             Some(&b"event: snapshot\ndata: {}\n\n"[..])
@@ -337,8 +345,7 @@ mod tests {
         let feed = Feed::new(1);
         let mut events = feed.open().expect("a place");
         for n in 0..5 {
-            feed.latest
-                .send_replace(Latest::Snapshot(sse_event("snapshot", &n.to_string())));
+            feed.publish_json(&n.to_string());
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()

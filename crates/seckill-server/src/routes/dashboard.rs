@@ -175,3 +175,60 @@ impl Sending {
         Some((Ok(Bytes::from_owner(marked)), self))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dashboard::Feed;
+    use std::time::Duration;
+
+    fn sending(feed: &Feed) -> Sending {
+        Sending {
+            events: feed.open().expect("a place"),
+            unwritten: Arc::new(Notify::new()),
+        }
+    }
+
+    /// What `Sending` hands out next, failing if it waits.
+    async fn now(sending: Sending) -> (Result<Bytes, FellBehind>, Sending) {
+        tokio::time::timeout(Duration::from_secs(1), sending.next())
+            .await
+            .expect("ready at once")
+            .expect("not ended")
+    }
+
+    #[tokio::test]
+    async fn an_event_still_held_when_a_newer_snapshot_comes_ends_the_stream() {
+        let feed = Feed::new(1);
+        let (history, sending) = now(sending(&feed)).await;
+        let _unwritten = history.expect("the history");
+        feed.publish_json("1");
+        let (behind, _) = now(sending).await;
+        assert!(behind.is_err(), "the reader fell behind");
+    }
+
+    #[tokio::test]
+    async fn each_written_event_is_followed_by_the_latest_snapshot_and_then_a_wait() {
+        let feed = Feed::new(1);
+        let (history, sending) = now(sending(&feed)).await;
+        drop(history);
+        feed.publish_json("1");
+        feed.publish_json("2");
+        let (snapshot, sending) = now(sending).await;
+        let snapshot = snapshot.expect("a snapshot");
+        assert_eq!(&snapshot[..], b"event: snapshot\ndata: 2\n\n");
+        // Held, with nothing newer: the next event waits for it.
+        let next = tokio::time::timeout(Duration::from_millis(50), sending.next()).await;
+        assert!(next.is_err(), "nothing to send yet");
+    }
+
+    #[tokio::test]
+    async fn the_drain_ends_a_stream_whose_event_is_still_held() {
+        let feed = Feed::new(1);
+        let (history, sending) = now(sending(&feed)).await;
+        let _unwritten = history.expect("the history");
+        feed.close();
+        let ended = tokio::time::timeout(Duration::from_secs(1), sending.next()).await;
+        assert!(ended.expect("at once").is_none());
+    }
+}
