@@ -151,8 +151,8 @@ impl Events {
         }
     }
 
-    /// Resolves when a snapshot newer than every event so far is taken
-    /// (`true`), or the engine drains (`false`).
+    /// Resolves when a snapshot newer than every event so far is
+    /// published (`true`), or the engine drains (`false`).
     pub async fn newer(&mut self) -> bool {
         loop {
             if self.snapshots.changed().await.is_err() {
@@ -340,20 +340,15 @@ mod tests {
         assert!(feed.open().is_some());
     }
 
-    #[test]
-    fn a_slow_stream_gets_the_latest_snapshot_not_every_one() {
+    #[tokio::test]
+    async fn a_slow_stream_gets_the_latest_snapshot_not_every_one() {
         let feed = Feed::new(1);
         let mut events = feed.open().expect("a place");
         for n in 0..5 {
             feed.publish_json(&n.to_string());
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            events.next().await.expect("the history");
-            let latest = events.next().await.expect("a snapshot");
-            assert_eq!(&latest[..], b"event: snapshot\ndata: 4\n\n");
-        });
+        events.next().await.expect("the history");
+        let latest = events.next().await.expect("a snapshot");
+        assert_eq!(&latest[..], b"event: snapshot\ndata: 4\n\n");
     }
 }
