@@ -20,7 +20,8 @@ pub struct StoreArgs {
     /// degrade_p99_ms, degrade_window_secs, degrade_recover_secs,
     /// degrade_min_requests, rate_algorithm, user_rate, user_burst, ip_rate,
     /// ip_burst, global_rate, trusted_proxies, rate_limited_routes, redis,
-    /// database, node_id, buffer, redis_durability, log_format).
+    /// database, node_id, buffer, redis_durability, log_format,
+    /// dashboard_max_streams, dashboard_token).
     #[arg(long, env = "SECKILL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Embedded store folder [default: ./data].
@@ -65,6 +66,8 @@ pub struct FileConfig {
     pub node_id: Option<String>,
     pub buffer: Option<u64>,
     pub redis_durability: Option<String>,
+    pub dashboard_max_streams: Option<usize>,
+    pub dashboard_token: Option<String>,
 }
 
 /// A feature turned on or off, in flags and in the file.

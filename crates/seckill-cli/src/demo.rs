@@ -20,6 +20,7 @@ use seckill_bench::{Bench, BenchReport};
 use seckill_server::ServerConfig;
 use seckill_server::auth::{JwtKey, JwtRules};
 use seckill_server::breaker::BreakerRules;
+use seckill_server::dashboard::DashboardRules;
 use seckill_server::degrade::AutoRules;
 use seckill_server::rate_limit::RateLimitConfig;
 use seckill_server::shedding::Limits;
@@ -74,6 +75,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             store_breaker: BreakerRules::default(),
             rate_limits: RateLimitConfig::default(),
             tls: None,
+            dashboard: DashboardRules::default(),
         };
         let server = open_server(data.path(), config).await?;
         let listener = tokio::net::TcpListener::bind(&args.listen)

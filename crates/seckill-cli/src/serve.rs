@@ -9,6 +9,7 @@ use seckill_cluster::authority::{AuthorityConfig, Durability};
 use seckill_server::auth::{JwtKey, JwtRules};
 use seckill_server::breaker::{BreakerRules, DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN_MS};
 use seckill_server::cluster::{Cluster, ClusterConfig};
+use seckill_server::dashboard::{DEFAULT_MAX_STREAMS, DashboardRules};
 use seckill_server::degrade::AutoRules;
 use seckill_server::shedding::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT_MS, Limits};
 use seckill_server::{Server, ServerConfig};
@@ -54,6 +55,13 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "SECKILL_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Dashboard event streams open at once; past it, 503 [default: 64].
+    #[arg(long, env = "SECKILL_DASHBOARD_MAX_STREAMS")]
+    dashboard_max_streams: Option<usize>,
+    /// Ask for this token on /dashboard and its events, as a bearer token
+    /// or `?token=` [default: the dashboard is open to all].
+    #[arg(long, env = "SECKILL_DASHBOARD_TOKEN")]
+    dashboard_token: Option<String>,
     /// Log lines as `human` text or `json` objects, on stderr [default: human].
     #[arg(long, env = "SECKILL_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -254,6 +262,26 @@ async fn serve(args: ServeArgs, resolved: Resolved) -> Result<()> {
         store_breaker.failures > 0 && !store_breaker.open_for.is_zero(),
         "breaker_failures and breaker_open_ms must be at least 1"
     );
+    let dashboard = DashboardRules {
+        max_streams: args
+            .dashboard_max_streams
+            .or(resolved.file.dashboard_max_streams)
+            .unwrap_or(DEFAULT_MAX_STREAMS),
+        token: args
+            .dashboard_token
+            .or_else(|| resolved.file.dashboard_token.clone()),
+    };
+    anyhow::ensure!(
+        dashboard.max_streams > 0,
+        "dashboard_max_streams must be at least 1"
+    );
+    anyhow::ensure!(
+        dashboard
+            .token
+            .as_ref()
+            .is_none_or(|token| !token.is_empty()),
+        "dashboard_token must not be empty (leave it unset for an open dashboard)"
+    );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -292,6 +320,7 @@ async fn serve(args: ServeArgs, resolved: Resolved) -> Result<()> {
         store_breaker,
         rate_limits,
         tls,
+        dashboard,
     };
     let node_id = cluster.as_ref().map(|cluster| cluster.node_id.clone());
     let server = match cluster {

@@ -133,7 +133,7 @@ async fn documented_errors_are_the_servers_own() {
 async fn protected_routes_name_their_token() {
     let doc = document().await;
     let schemes = &doc["components"]["securitySchemes"];
-    for scheme in ["user_jwt", "admin_token"] {
+    for scheme in ["user_jwt", "admin_token", "dashboard_token"] {
         assert_eq!(schemes[scheme]["type"], "http", "{scheme}");
         assert_eq!(schemes[scheme]["scheme"], "bearer", "{scheme}");
     }
@@ -175,6 +175,18 @@ async fn protected_routes_name_their_token() {
             security(&method, path).as_deref(),
             scheme,
             "{method} {path}"
+        );
+    }
+    // The dashboard is open unless a token is configured: no scheme, or its own.
+    for path in ["/dashboard", "/dashboard/events"] {
+        let (_, _, operation) = operations(&doc)
+            .into_iter()
+            .find(|(m, p, _)| m == Method::GET && p == path)
+            .unwrap_or_else(|| panic!("GET {path} is not documented"));
+        assert_eq!(
+            operation["security"],
+            json!([{}, {"dashboard_token": []}]),
+            "GET {path}"
         );
     }
 }

@@ -45,6 +45,7 @@ pub struct Auth {
     user_key: DecodingKey,
     validation: Validation,
     admin_token: Vec<u8>,
+    dashboard_token: Option<Vec<u8>>,
 }
 
 #[derive(Deserialize)]
@@ -113,7 +114,14 @@ impl Auth {
             user_key,
             validation,
             admin_token: admin_token.as_bytes().to_vec(),
+            dashboard_token: None,
         })
+    }
+
+    /// The dashboard asks for `token`, when set; else it is open to all.
+    pub fn with_dashboard_token(mut self, token: Option<&str>) -> Self {
+        self.dashboard_token = token.map(|token| token.as_bytes().to_vec());
+        self
     }
 
     /// The user behind a valid `Authorization: Bearer <JWT>`.
@@ -140,10 +148,28 @@ impl Auth {
     /// constant time.
     pub fn admin(&self, headers: &HeaderMap) -> ApiResult<()> {
         match bearer(headers) {
-            Some(token) if bool::from(token.as_bytes().ct_eq(&self.admin_token)) => Ok(()),
+            Some(token) if same(token, &self.admin_token) => Ok(()),
             _ => Err(ApiError::unauthorized("the admin token is required")),
         }
     }
+
+    /// Succeeds when no dashboard token is configured, or for the request
+    /// that carries it: as a bearer token, or as `?token=` (an
+    /// `EventSource` cannot set headers); compared in constant time.
+    pub fn dashboard(&self, headers: &HeaderMap, query_token: Option<&str>) -> ApiResult<()> {
+        let Some(expected) = &self.dashboard_token else {
+            return Ok(());
+        };
+        match bearer(headers).or(query_token) {
+            Some(token) if same(token, expected) => Ok(()),
+            _ => Err(ApiError::unauthorized("the dashboard token is required")),
+        }
+    }
+}
+
+/// Whether `given` is the `expected` secret, compared in constant time.
+fn same(given: &str, expected: &[u8]) -> bool {
+    given.as_bytes().ct_eq(expected).into()
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -301,5 +327,27 @@ mod tests {
         assert!(auth.admin(&headers("Bearer admin-toke")).is_err());
         assert!(auth.admin(&headers("Basic admin-token")).is_err());
         assert!(auth.admin(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn the_dashboard_is_open_unless_a_token_is_set_then_needs_it_in_a_header_or_the_query() {
+        let open = hs256(b"secret", "admin-token");
+        assert!(open.dashboard(&HeaderMap::new(), None).is_ok());
+        let guarded = hs256(b"secret", "admin-token").with_dashboard_token(Some("dash"));
+        assert!(guarded.dashboard(&headers("Bearer dash"), None).is_ok());
+        assert!(guarded.dashboard(&HeaderMap::new(), Some("dash")).is_ok());
+        assert!(guarded.dashboard(&HeaderMap::new(), None).is_err());
+        assert!(guarded.dashboard(&HeaderMap::new(), Some("das")).is_err());
+        assert!(guarded.dashboard(&HeaderMap::new(), Some("")).is_err());
+        assert!(
+            guarded
+                .dashboard(&headers("Bearer admin-token"), None)
+                .is_err()
+        );
+        assert!(
+            guarded
+                .dashboard(&headers("Bearer nope"), Some("dash"))
+                .is_err()
+        );
     }
 }

@@ -1,8 +1,13 @@
 //! The live dashboard's data. Once a second a sampler takes a snapshot of
 //! this node (requests per second by outcome, latency, degrade level) and of
-//! every sale (units by state, from memory), serializes it once, and hands
-//! it to every open `/dashboard/events` stream. The last minutes of node
-//! samples are kept so that a page opened mid-sale draws its charts at once.
+//! every sale (units by state, from memory), serializes it once as a
+//! server-sent event, and every open `/dashboard/events` stream sends those
+//! same bytes. The last minutes of node samples are kept so that a page
+//! opened mid-sale draws its charts at once.
+//!
+//! Streams are capped ([`DashboardRules::max_streams`]), and each holds
+//! only the latest snapshot: one that has not been sent when the next comes
+//! is replaced by it, never queued.
 //!
 //! A snapshot lists `nodes` so that a cluster can show all of them; one
 //! engine shows itself.
@@ -11,6 +16,8 @@ use crate::App;
 use crate::degrade::Level;
 use crate::market::{Market, SaleUnits};
 use crate::pulse::{Counts, Latency};
+use crate::shedding::{Held, InFlight};
+use bytes::Bytes;
 use seckill_core::{StockState, Timestamp};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -24,6 +31,26 @@ use tokio::time::MissedTickBehavior;
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 /// Samples kept for a page that opens mid-sale: five minutes.
 const HISTORY_LEN: usize = 300;
+/// Event streams open at once, unless configured.
+pub const DEFAULT_MAX_STREAMS: usize = 64;
+
+/// Who may watch the dashboard, and how many at once.
+#[derive(Clone, Debug)]
+pub struct DashboardRules {
+    /// Event streams open at once; past it, 503.
+    pub max_streams: usize,
+    /// When set, the page and its events ask for it.
+    pub token: Option<String>,
+}
+
+impl Default for DashboardRules {
+    fn default() -> Self {
+        Self {
+            max_streams: DEFAULT_MAX_STREAMS,
+            token: None,
+        }
+    }
+}
 
 /// What one node did in the last interval.
 #[derive(Clone, Debug, Serialize)]
@@ -71,10 +98,19 @@ struct Snapshot<'a> {
     orders: Orders,
 }
 
-/// The latest snapshot (JSON) and the recent points.
+/// The latest snapshot and the recent points, and the open streams.
 pub struct Feed {
     latest: watch::Sender<Latest>,
-    history: Mutex<VecDeque<Point>>,
+    history: Mutex<History>,
+    streams: Arc<InFlight>,
+}
+
+/// The recent points, and the `history` event made of them, made when a
+/// stream first asks for it after a sample and shared by the streams that
+/// open before the next.
+struct History {
+    points: VecDeque<Point>,
+    event: Option<Bytes>,
 }
 
 /// What the feed holds now.
@@ -82,48 +118,94 @@ pub struct Feed {
 enum Latest {
     /// No sample taken yet: the first comes a second after the start.
     Starting,
-    Snapshot(Arc<str>),
+    /// The `snapshot` event, as sent.
+    Snapshot(Bytes),
     /// The engine drains, which ends every stream.
     Closed,
 }
 
-/// One stream's view of the feed.
-pub struct Snapshots(watch::Receiver<Latest>);
+/// One open event stream: its place among the capped streams, the events
+/// due at once (the history, then the current snapshot), and the
+/// snapshots after them.
+pub struct Events {
+    _place: Held,
+    /// The next one last.
+    due: Vec<Bytes>,
+    snapshots: watch::Receiver<Latest>,
+}
 
-impl Snapshots {
-    /// The next snapshot, the current one first; `None` once the engine
-    /// drains.
-    pub async fn next(&mut self) -> Option<Arc<str>> {
+impl Events {
+    /// The next event to send: those due first, then the latest snapshot
+    /// each time there is a new one; `None` once the engine drains.
+    pub async fn next(&mut self) -> Option<Bytes> {
+        if let Some(event) = self.due.pop() {
+            return Some(event);
+        }
         loop {
-            self.0.changed().await.ok()?;
-            match &*self.0.borrow_and_update() {
-                Latest::Snapshot(json) => return Some(Arc::clone(json)),
+            self.snapshots.changed().await.ok()?;
+            match &*self.snapshots.borrow_and_update() {
+                Latest::Snapshot(event) => return Some(event.clone()),
                 Latest::Closed => return None,
                 Latest::Starting => {}
             }
         }
     }
+
+    /// Resolves when a snapshot newer than every event so far is
+    /// published (`true`), or the engine drains (`false`).
+    pub async fn newer(&mut self) -> bool {
+        loop {
+            if self.snapshots.changed().await.is_err() {
+                return false;
+            }
+            match &*self.snapshots.borrow() {
+                Latest::Snapshot(_) => return true,
+                Latest::Closed => return false,
+                Latest::Starting => {}
+            }
+            self.snapshots.mark_unchanged();
+        }
+    }
 }
 
 impl Feed {
-    pub fn new() -> Self {
+    pub fn new(max_streams: usize) -> Self {
         Self {
             latest: watch::Sender::new(Latest::Starting),
-            history: Mutex::new(VecDeque::with_capacity(HISTORY_LEN)),
+            history: Mutex::new(History {
+                points: VecDeque::with_capacity(HISTORY_LEN),
+                event: None,
+            }),
+            streams: Arc::new(InFlight::new(max_streams)),
         }
     }
 
-    /// Snapshots as they come, the current one first.
-    pub fn subscribe(&self) -> Snapshots {
-        let mut updates = self.latest.subscribe();
-        updates.mark_changed();
-        Snapshots(updates)
+    /// A new stream: the recent points, then snapshots as they come, the
+    /// current one first; `None` when `max_streams` are open.
+    pub fn open(&self) -> Option<Events> {
+        let place = self.streams.hold()?;
+        let mut snapshots = self.latest.subscribe();
+        let mut due = Vec::with_capacity(2);
+        if let Latest::Snapshot(current) = &*snapshots.borrow_and_update() {
+            due.push(current.clone());
+        }
+        due.push(self.history_event());
+        Some(Events {
+            _place: place,
+            due,
+            snapshots,
+        })
     }
 
-    /// The recent points, oldest first, as a JSON array.
-    pub fn history_json(&self) -> String {
-        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        serde_json::to_string(&*history).expect("points serialize")
+    fn history_event(&self) -> Bytes {
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let History { points, event } = &mut *history;
+        event
+            .get_or_insert_with(|| {
+                let json = serde_json::to_string(points).expect("points serialize");
+                sse_event("history", &json)
+            })
+            .clone()
     }
 
     fn publish(&self, point: Point, market: &Market) {
@@ -153,23 +235,30 @@ impl Feed {
         };
         let json = serde_json::to_string(&snapshot).expect("snapshots serialize");
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        if history.len() == HISTORY_LEN {
-            history.pop_front();
+        if history.points.len() == HISTORY_LEN {
+            history.points.pop_front();
         }
-        history.push_back(point);
+        history.points.push_back(point);
+        history.event = None;
         drop(history);
-        self.latest.send_replace(Latest::Snapshot(json.into()));
+        self.latest
+            .send_replace(Latest::Snapshot(sse_event("snapshot", &json)));
     }
 
-    fn close(&self) {
+    pub(crate) fn close(&self) {
         self.latest.send_replace(Latest::Closed);
     }
 }
 
-impl Default for Feed {
-    fn default() -> Self {
-        Self::new()
+/// A server-sent event: its name, and its data on one line (JSON as
+/// serde writes it has no line breaks).
+fn sse_event(name: &str, json: &str) -> Bytes {
+    debug_assert!(!json.contains('\n'));
+    let mut event = String::with_capacity(name.len() + json.len() + 16);
+    for part in ["event: ", name, "\ndata: ", json, "\n\n"] {
+        event.push_str(part);
     }
+    event.into()
 }
 
 /// Samples every second until the engine drains. `node` names this engine
@@ -210,18 +299,56 @@ pub fn spawn(app: App, node: String) -> JoinHandle<()> {
 }
 
 #[cfg(test)]
+impl Feed {
+    /// Publishes `json` as the sampler publishes a snapshot.
+    pub(crate) fn publish_json(&self, json: &str) {
+        self.latest
+            .send_replace(Latest::Snapshot(sse_event("snapshot", json)));
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
     async fn a_stream_opened_before_the_first_sample_waits_for_it_and_ends_at_the_drain() {
-        let feed = Feed::new();
-        let mut snapshots = feed.subscribe();
-        let early = tokio::time::timeout(SAMPLE_INTERVAL, snapshots.next()).await;
+        let feed = Feed::new(1);
+        let mut events = feed.open().expect("a place");
+        assert_eq!(
+            events.next().await.as_deref(),
+            Some(&b"event: history\ndata: []\n\n"[..])
+        );
+        let early = tokio::time::timeout(SAMPLE_INTERVAL, events.next()).await;
         assert!(early.is_err(), "nothing to show before the first sample");
-        feed.latest.send_replace(Latest::Snapshot("{}".into()));
-        assert_eq!(snapshots.next().await.as_deref(), Some("{}"));
+        feed.publish_json("{}");
+        assert_eq!(
+            events.next().await.as_deref(),
+            Some(&b"event: snapshot\ndata: {}\n\n"[..])
+        );
         feed.close();
-        assert_eq!(snapshots.next().await, None);
+        assert_eq!(events.next().await, None);
+    }
+
+    #[test]
+    fn past_the_cap_no_stream_opens_until_one_closes() {
+        let feed = Feed::new(2);
+        let first = feed.open().expect("1 of 2");
+        let _second = feed.open().expect("2 of 2");
+        assert!(feed.open().is_none());
+        drop(first);
+        assert!(feed.open().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_slow_stream_gets_the_latest_snapshot_not_every_one() {
+        let feed = Feed::new(1);
+        let mut events = feed.open().expect("a place");
+        for n in 0..5 {
+            feed.publish_json(&n.to_string());
+        }
+        events.next().await.expect("the history");
+        let latest = events.next().await.expect("a snapshot");
+        assert_eq!(&latest[..], b"event: snapshot\ndata: 4\n\n");
     }
 }

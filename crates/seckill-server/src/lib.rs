@@ -53,6 +53,7 @@ pub struct ServerConfig {
     /// Serve TLS instead of plain HTTP.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub rate_limits: rate_limit::RateLimitConfig,
+    pub dashboard: dashboard::DashboardRules,
 }
 
 /// Shared by every request and worker.
@@ -99,7 +100,8 @@ impl Server {
         store: Arc<dyn Store>,
         cluster: Option<Arc<cluster::Cluster>>,
     ) -> Result<Self, OpenError> {
-        let auth = Auth::new(&config.jwt, &config.admin_token)?;
+        let auth = Auth::new(&config.jwt, &config.admin_token)?
+            .with_dashboard_token(config.dashboard.token.as_deref());
         // First: it installs the recorder that every metric handle binds to.
         let metrics = metrics::Metrics::new();
         let snapshot = store.load().await?;
@@ -118,7 +120,7 @@ impl Server {
             in_flight: shedding::InFlight::new(config.limits.max_in_flight),
             draining: AtomicBool::new(false),
             swept_once: AtomicBool::new(false),
-            dashboard: dashboard::Feed::new(),
+            dashboard: dashboard::Feed::new(config.dashboard.max_streams),
         });
         Ok(Self {
             app,

@@ -63,6 +63,10 @@ impl Modify for Components {
             bearer("A user's HS256 JWT; `sub` is the user id, `exp` is required."),
         );
         components.add_security_scheme("admin_token", bearer("The configured admin token."));
+        components.add_security_scheme(
+            "dashboard_token",
+            bearer("The configured dashboard token, when one is set; or as `?token=`."),
+        );
         let all: Vec<&str> = ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
         components
             .schemas
@@ -196,6 +200,8 @@ errors! {
     DegradeErrors = [Unauthorized, RateLimited, Unavailable];
     SetDegradeErrors = [BadRequest, Unauthorized, PayloadTooLarge, RateLimited, Unavailable];
     ReadyzErrors = [Unavailable];
+    DashboardPageErrors = [BadRequest, Unauthorized];
+    DashboardEventsErrors = [BadRequest, Unauthorized, Unavailable];
     DashboardAssetErrors = [NotFound];
 }
 

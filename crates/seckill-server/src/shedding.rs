@@ -5,6 +5,7 @@
 //! operators must be able to see an overloaded engine.
 
 use crate::route::Route;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -43,6 +44,16 @@ impl Drop for Admitted<'_> {
     }
 }
 
+/// A place held for as long as its owner lives (an event stream), given
+/// back when dropped.
+pub struct Held(Arc<InFlight>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl InFlight {
     pub fn new(max: usize) -> Self {
         Self {
@@ -68,6 +79,12 @@ impl InFlight {
             return None;
         }
         Some(Admitted(&self.count))
+    }
+
+    /// [`InFlight::admit`], for a place that outlives the borrow.
+    pub fn hold(self: &Arc<Self>) -> Option<Held> {
+        std::mem::forget(self.admit()?);
+        Some(Held(Arc::clone(self)))
     }
 }
 
@@ -101,5 +118,15 @@ mod tests {
         assert!(in_flight.admit().is_none());
         drop((second, third));
         assert_eq!(in_flight.count.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_held_place_counts_until_dropped() {
+        let streams = Arc::new(InFlight::new(1));
+        let held = streams.hold().expect("1 of 1");
+        assert!(streams.hold().is_none(), "the second is refused");
+        drop(held);
+        assert!(streams.hold().is_some(), "the place came free");
+        assert_eq!(streams.current(), 0);
     }
 }

@@ -167,6 +167,15 @@ impl Seckill {
         );
     }
 
+    /// The running process's id, e.g. to read its memory from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.process
+            .as_ref()
+            .expect("the server is not running")
+            .child
+            .id()
+    }
+
     /// What the server wrote to stderr (its tail).
     pub fn log(&self) -> String {
         self.process

@@ -3,6 +3,13 @@
 // canvases by hand; nothing is loaded from anywhere else.
 "use strict";
 
+// With a dashboard token, the page is opened as /dashboard?token=…, and
+// passes it on to its stream (an EventSource cannot send headers).
+const TOKEN = new URLSearchParams(location.search).get("token");
+const EVENTS_URL = "/dashboard/events" + (TOKEN ? "?token=" + encodeURIComponent(TOKEN) : "");
+// A stream refused (too many open, or a token missing) is not retried by
+// the browser: the page tries again after this long.
+const RETRY_MS = 5000;
 // The charts span the data they have, from one minute up to five.
 const MIN_SPAN_MS = 60 * 1000;
 const WINDOW_MS = 5 * 60 * 1000;
@@ -45,19 +52,27 @@ function whole(n) {
   return Math.round(n).toLocaleString("en-US");
 }
 
-function millis(ms) {
-  if (ms >= 100) return Math.round(ms).toString();
-  if (ms >= 10) return ms.toFixed(1);
-  return ms.toFixed(2);
+// A latency given in ms, as [number, unit]: in µs below a tenth of a
+// millisecond, where answers from memory are.
+function duration(ms) {
+  if (ms < 0.1) return [String(Math.round(ms * 1000)), "µs"];
+  if (ms >= 100) return [String(Math.round(ms)), "ms"];
+  if (ms >= 10) return [ms.toFixed(1), "ms"];
+  return [ms.toFixed(2), "ms"];
 }
+
+const durationText = (ms) => duration(ms).join(" ");
 
 function setMs(id, ms, idle) {
-  $(id).innerHTML = idle ? "—" : `${millis(ms)}<span class="unit">ms</span>`;
+  const [value, unit] = duration(ms);
+  $(id).innerHTML = idle ? "—" : `${value}<span class="unit">${unit}</span>`;
 }
 
-// Axis labels: no trailing ".0".
-function tickMs(ms) {
-  return ms >= 10 ? String(Math.round(ms)) : String(+ms.toFixed(2));
+// Latency axis labels, in µs when the whole axis is under a tenth of a
+// millisecond; no trailing ".0".
+function tickMs(ms, top) {
+  if (top < 0.1 + 1e-9) return `${Math.round(ms * 1000)} µs`;
+  return (ms >= 10 ? String(Math.round(ms)) : String(+ms.toFixed(2))) + " ms";
 }
 
 // ---- aggregation over nodes -------------------------------------------
@@ -82,18 +97,26 @@ const sum = (object) => Object.values(object).reduce((a, b) => a + b, 0);
 
 // ---- charts -------------------------------------------------------------
 
-function niceStep(max, lines) {
-  const raw = max / lines;
+// The step between y ticks: 1, 2 or 5 times a power of ten, so that about
+// `lines` steps reach `max`, and never under `least` (1 for counts, 1 µs
+// for latency), so that no two ticks read the same.
+function niceStep(max, lines, least) {
+  const raw = Math.max(max / lines, least);
   const magnitude = Math.pow(10, Math.floor(Math.log10(raw)));
-  for (const factor of [1, 2, 2.5, 5, 10]) {
-    if (factor * magnitude >= raw) return factor * magnitude;
+  for (const factor of [1, 2, 5]) {
+    if (factor * magnitude >= raw * (1 - 1e-9)) return factor * magnitude;
   }
   return 10 * magnitude;
 }
 
-// Lines over the recent span; `series` is [{color, values, fill}] aligned
-// with `times`; the y axis reaches at least `floor`.
-function drawChart(canvas, times, series, format, floor = 0) {
+// The y axes: counts, and latency in ms.
+const COUNTS = { least: 1, label: compact };
+const LATENCY = { least: 0.001, label: tickMs };
+
+// Lines over the recent span; `series` is [{color, values, fill, always}]
+// aligned with `times` (a series of zeros is drawn only if `always`); the
+// y axis (`axis`: its least step and its labels) reaches at least `floor`.
+function drawChart(canvas, times, series, axis, floor = 0) {
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth;
   const height = canvas.clientHeight;
@@ -112,15 +135,16 @@ function drawChart(canvas, times, series, format, floor = 0) {
   const start = now - span;
   let max = floor;
   for (const s of series) for (const v of s.values) max = Math.max(max, v);
-  const step = max > 0 ? niceStep(max, 4) : 1;
-  const top_ = Math.max(step, Math.ceil(max / step) * step);
+  const step = niceStep(max, 4, axis.least);
+  const top_ = Math.max(step, Math.ceil(max / step - 1e-9) * step);
   const x = (t) => left + ((t - start) / span) * plotW;
   const y = (v) => top + plotH - (v / top_) * plotH;
 
   g.font = "13px system-ui, sans-serif";
   g.textBaseline = "middle";
   g.lineWidth = 1;
-  for (let v = 0; v <= top_ + step / 2; v += step) {
+  for (let i = 0; i * step <= top_ + step / 2; i++) {
+    const v = i * step;
     g.strokeStyle = v === 0 ? "#2a3850" : "#1b2536";
     g.beginPath();
     g.moveTo(left, Math.round(y(v)) + 0.5);
@@ -128,7 +152,7 @@ function drawChart(canvas, times, series, format, floor = 0) {
     g.stroke();
     g.fillStyle = color("dim");
     g.textAlign = "right";
-    g.fillText(v === 0 ? "0" : format(v), left - 10, y(v));
+    g.fillText(v === 0 ? "0" : axis.label(v, top_), left - 10, y(v));
   }
   g.textAlign = "center";
   g.textBaseline = "alphabetic";
@@ -144,7 +168,7 @@ function drawChart(canvas, times, series, format, floor = 0) {
   g.rect(left, top - 2, plotW, plotH + 4);
   g.clip();
   for (const s of series) {
-    if (!s.values.some((v) => v > 0)) continue;
+    if (!s.always && !s.values.some((v) => v > 0)) continue;
     g.beginPath();
     s.values.forEach((v, i) => {
       const px = x(times[i]), py = y(v);
@@ -192,7 +216,7 @@ function drawCharts() {
     $("rps-chart"),
     times,
     shown.map(([key]) => ({ color: color(key), values: rps.map((r) => r[key]), fill: key === "sold_out" })),
-    compact,
+    COUNTS,
   );
   legend($("rps-legend"), shown.map(([key, label]) => [key, label, compact(latest[key] || 0)]));
   const last = latency[latency.length - 1] || { p50: 0, p99: 0 };
@@ -203,12 +227,13 @@ function drawCharts() {
       { color: color("ok"), values: latency.map((l) => l.p50), fill: true },
       { color: color("sold_out"), values: latency.map((l) => l.p99) },
     ],
-    tickMs,
+    LATENCY,
   );
   legend($("latency-legend"), [
-    ["ok", "p50", millis(last.p50) + " ms"],
-    ["sold_out", "p99", millis(last.p99) + " ms"],
+    ["ok", "p50", durationText(last.p50)],
+    ["sold_out", "p99", durationText(last.p99)],
   ]);
+  // A sale sold out before the page opened is a line at zero.
   const sales = lastSales.slice(-SALE_COLORS.length).reverse();
   drawChart(
     $("stock-chart"),
@@ -217,8 +242,9 @@ function drawCharts() {
       color: SALE_COLORS[i],
       values: stockPoints.map((p) => p.remaining[sale.id] ?? 0),
       fill: i === 0,
+      always: true,
     })),
-    compact,
+    COUNTS,
     Math.max(0, ...sales.map((sale) => sale.stock)),
   );
 }
@@ -281,7 +307,7 @@ function renderSnapshot(snapshot) {
   const idle = sum(rps) === 0;
   setMs("p50", latency.p50, idle);
   setMs("p99", latency.p99, idle);
-  $("max").textContent = idle ? "no requests this second" : `max ${millis(latency.max)} ms`;
+  $("max").textContent = idle ? "no requests this second" : `max ${durationText(latency.max)}`;
   const requests = snapshot.nodes.reduce((a, n) => a + n.requests_total, 0);
   $("requests-total").textContent = `${whole(requests)} answered`;
   $("reserved-total").textContent = `${whole(snapshot.orders.reserved + snapshot.orders.paid)} units held`;
@@ -305,7 +331,7 @@ function setLink(up) {
 }
 
 function connect() {
-  const events = new EventSource("/dashboard/events");
+  const events = new EventSource(EVENTS_URL);
   events.addEventListener("history", (event) => {
     points = JSON.parse(event.data);
     drawCharts();
@@ -324,7 +350,10 @@ function connect() {
     drawCharts();
     document.body.dataset.snapshots = String(++snapshots);
   });
-  events.onerror = () => setLink(false);
+  events.onerror = () => {
+    setLink(false);
+    if (events.readyState === EventSource.CLOSED) setTimeout(connect, RETRY_MS);
+  };
 }
 
 window.addEventListener("resize", drawCharts);
