@@ -614,6 +614,54 @@ async fn purchases_fail_closed_while_redis_is_down_and_resume_after() {
     cluster.stop().await;
 }
 
+/// The crash window of a cancel: the database marked the order cancelled,
+/// Redis could not take the unit back (it was down), and the node died
+/// before trying again. Nobody runs `seckill reconcile`: the other node
+/// releases the unit by itself once Redis is back, another buyer gets it,
+/// and Redis and the database agree.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_lost_with_its_node_is_made_by_the_other_nodes() {
+    let aof = ["--appendonly", "yes", "--appendfsync", "always"];
+    let Some(mut cluster) = Cluster::start("release_lost", POSTGRES, 2, &aof, &[]).await else {
+        return;
+    };
+    let sale = cluster
+        .open_sale(json!({ "stock": 1, "per_user_limit": 1 }))
+        .await;
+    let (dying, surviving) = (cluster.node(0).api(), cluster.node(1).api());
+    let order = dying.buy("canceller", &sale).await;
+    eventually(PATIENCE, "the order is a row", || async {
+        let resp = dying.order("canceller", &order).await;
+        (resp.status == StatusCode::OK && resp.json()["status"] == "pending_payment").then_some(())
+    })
+    .await;
+
+    cluster.redis.kill();
+    let cancelled = dying
+        .cancel("canceller", &order)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(cancelled["status"], "cancelled");
+    cluster.nodes[0].take().expect("node 0").kill();
+    cluster.redis.restart().await;
+    assert_eq!(
+        cluster.sold(&sale).await,
+        1,
+        "the release died with its node"
+    );
+
+    eventually(
+        Duration::from_secs(15),
+        "the unit is back on sale",
+        || async { (surviving.stock(&sale).await["remaining"] == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(cluster.sold(&sale).await, 0);
+    surviving.buy("next", &sale).await;
+    cluster.assert_reconciled(&sale);
+    cluster.stop().await;
+}
+
 /// The database cut off: purchases go on (the Redis stream is their
 /// durable record); reading an order answers 503; once the database is
 /// back every acknowledged order becomes a row, with no node restarted.

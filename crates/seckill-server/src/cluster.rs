@@ -11,7 +11,10 @@
 //! Every second the node also picks up the sales other nodes created (a
 //! sale is purchasable on every node within about a second of its
 //! creation), starts their consumers, and counts settled units from the
-//! database for metrics.
+//! database for metrics. At start and every few seconds it releases the
+//! units of cancelled or expired orders that never reached Redis
+//! ([`RecentReleases`]): a node that died between the two steps strands
+//! nothing for longer than that.
 
 use crate::breaker::{Breaker, BreakerRules};
 use crate::error::{ApiError, ApiResult};
@@ -24,6 +27,7 @@ use seckill_cluster::consumer::{Consumer, ConsumerConfig};
 use seckill_cluster::nodes::Heartbeat;
 use seckill_cluster::orders::{OrdersError, SqlOrders};
 use seckill_cluster::quota::Quotas;
+use seckill_cluster::reconcile::RecentReleases;
 use seckill_cluster::store::ClusterStore;
 use seckill_core::{OrderId, OrderStatus, SaleId};
 use seckill_store::Store;
@@ -38,6 +42,8 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
 /// How often the views, the sales and the consumers are brought up to date.
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
+/// How often the node looks for releases that never reached Redis.
+const RELEASES_EVERY: Duration = Duration::from_secs(5);
 
 /// What a node needs to join a cluster.
 #[derive(Debug, Clone)]
@@ -174,7 +180,26 @@ impl Cluster {
                 }
             }
         });
-        vec![follower, refresher]
+        let releases = RecentReleases::new(self.authority.clone(), self.orders.clone());
+        let releaser = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RELEASES_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match releases.repair().await {
+                    Ok(repaired) => {
+                        for repair in &repaired {
+                            tracing::warn!(
+                                ?repair,
+                                "released the units of an order a cancel or expiry left held in Redis"
+                            );
+                        }
+                    }
+                    Err(error) => tracing::debug!(%error, "releases not checked; retrying"),
+                }
+            }
+        });
+        vec![follower, refresher, releaser]
     }
 
     /// Stops the consumers (their unacknowledged entries go to the other
