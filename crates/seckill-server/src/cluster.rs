@@ -19,7 +19,8 @@
 use crate::breaker::{Breaker, BreakerRules};
 use crate::error::{ApiError, ApiResult};
 use crate::market::{LiveSale, Purchase, Receipt};
-use crate::{App, AppState};
+use crate::waiting::Waiting;
+use crate::{App, AppState, OpenError, Server, ServerConfig};
 use seckill_cluster::authority::{
     AuthorityConfig, AuthorityError, RedisAuthority, ReserveOutcome, ReserveRequest, StockEvent,
 };
@@ -30,7 +31,7 @@ use seckill_cluster::quota::Quotas;
 use seckill_cluster::reconcile::RecentReleases;
 use seckill_cluster::store::ClusterStore;
 use seckill_core::{OrderId, OrderStatus, SaleId};
-use seckill_store::Store;
+use seckill_store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,10 +63,70 @@ pub struct ClusterConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
-    #[error(transparent)]
+    #[error("Redis: {0}")]
     Redis(#[from] AuthorityError),
     #[error("the order database: {0}")]
     Database(#[from] OrdersError),
+}
+
+impl JoinError {
+    /// Whether Redis or the database could not be reached or takes no
+    /// connections yet: worth waiting for, unlike wrong settings.
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Redis(error) => matches!(error, AuthorityError::Unavailable(_)),
+            Self::Database(error) => error.is_unreachable() || error.refuses_connections(),
+        }
+    }
+}
+
+/// Why a node could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenNodeError {
+    #[error("joining the cluster: {0}")]
+    Join(#[from] JoinError),
+    #[error("opening the engine: {0}")]
+    Open(#[from] OpenError),
+}
+
+/// The first wait before joining again, doubled after each failure up to
+/// the cap.
+const JOIN_RETRY_FIRST: Duration = Duration::from_millis(500);
+const JOIN_RETRY_CAP: Duration = Duration::from_secs(5);
+
+/// Joins the cluster and opens the engine on it (the sales restored into
+/// memory). While Redis or the database cannot be reached it waits and
+/// tries again, saying what it waits for in `waiting` (the node's answers
+/// meanwhile, `crate::waiting`) and in the log; wrong settings or schema
+/// end it.
+pub async fn open_node(
+    config: ServerConfig,
+    cluster: ClusterConfig,
+    waiting: &Waiting,
+) -> Result<Server, OpenNodeError> {
+    let mut delay = JOIN_RETRY_FIRST;
+    loop {
+        let reason = match Cluster::join(cluster.clone()).await {
+            Ok((node, store)) => match Server::open(config.clone(), store, Some(node)).await {
+                Ok(server) => {
+                    if delay > JOIN_RETRY_FIRST {
+                        tracing::info!("the cluster's services are reachable: serving");
+                    }
+                    return Ok(server);
+                }
+                Err(OpenError::Store(StoreError::Unavailable(error))) => {
+                    format!("the order database: {error}")
+                }
+                Err(error) => return Err(error.into()),
+            },
+            Err(error) if error.is_transient() => error.to_string(),
+            Err(error) => return Err(error.into()),
+        };
+        tracing::warn!(waiting_for = %reason, retry_in = ?delay, "not serving yet: waiting for the cluster's services");
+        waiting.set(reason);
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(JOIN_RETRY_CAP);
+    }
 }
 
 pub struct Cluster {

@@ -59,6 +59,20 @@ impl OrdersError {
     }
 }
 
+impl OrdersError {
+    /// Whether the server answered but takes no connections now: it is
+    /// starting, shutting down or recovering (PostgreSQL 57P03), or has
+    /// too many (53300; MySQL 08004). Worth waiting for, like
+    /// [`OrdersError::is_unreachable`].
+    pub fn refuses_connections(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(sqlx::Error::Database(error))
+                if matches!(error.code().as_deref(), Some("57P03" | "53300" | "08004"))
+        )
+    }
+}
+
 pub type OrdersResult<T> = Result<T, OrdersError>;
 
 /// An order the expiry sweeper took: its units go back to the stock
