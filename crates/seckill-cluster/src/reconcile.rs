@@ -49,7 +49,10 @@
 //! ## Repairs
 //!
 //! - `released_missing`: the release the crashed process did not send, by
-//!   the same idempotent release script (a late release then does nothing).
+//!   the same idempotent release script (a late release then does nothing),
+//!   in [`release_missing`]. The running nodes make the same repair of
+//!   recent releases by themselves ([`RecentReleases`]), so this finds
+//!   such orders only when no node ran since.
 //! - `lost`: `reconcile/restore.lua` puts the reservation back as the
 //!   purchase wrote it (units, the buyer's holding, the key's answer, the
 //!   entry), once per order. It raises `sold`, so it never lets a unit be
