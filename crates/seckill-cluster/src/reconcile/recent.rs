@@ -10,6 +10,11 @@
 //! ([`release_missing`]). Its cost follows the releases of the last few
 //! seconds, not the size of the sales. With no mark yet (a new cluster, or
 //! Redis lost its data) it reads every release once.
+//!
+//! Like the release a cancel or an expiry makes, it does not look for the
+//! order's entry in the stream: an order whose reservation Redis lost (a
+//! restart without AOF) and that is then released gives back units Redis
+//! never counted; `seckill reconcile` reports it `lost` and restores it.
 
 use super::{ReconcileError, Repair, release_missing};
 use crate::authority::RedisAuthority;
