@@ -71,6 +71,10 @@ mkdir -p "$WORK/nginx"
     --prefix "$WORK/nginx" --daemon off --out "$WORK/nginx/nginx.conf"
 start nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
 for port in $CEILING_PORT $EMBEDDED_PORT $NGINX_PORT $NODE_PORTS; do wait_port "$port"; done
+# A node listens before it has joined the cluster; ready once it has.
+for port in $NODE_PORTS; do
+    until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.2; done
+done
 
 FIRST_NODE=${NODE_PORTS%% *}
 # Every node learns of a sale within a second.

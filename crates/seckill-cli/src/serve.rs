@@ -8,10 +8,11 @@ use clap::Args;
 use seckill_cluster::authority::{AuthorityConfig, Durability};
 use seckill_server::auth::{JwtKey, JwtRules};
 use seckill_server::breaker::{BreakerRules, DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN_MS};
-use seckill_server::cluster::{Cluster, ClusterConfig};
+use seckill_server::cluster::{self, ClusterConfig};
 use seckill_server::dashboard::{DEFAULT_MAX_STREAMS, DashboardRules};
 use seckill_server::degrade::AutoRules;
 use seckill_server::shedding::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT_MS, Limits};
+use seckill_server::waiting::{self, Waiting};
 use seckill_server::{Server, ServerConfig};
 use seckill_store::SqliteStore;
 use std::net::SocketAddr;
@@ -323,23 +324,36 @@ async fn serve(args: ServeArgs, resolved: Resolved) -> Result<()> {
         dashboard,
     };
     let node_id = cluster.as_ref().map(|cluster| cluster.node_id.clone());
-    let server = match cluster {
-        Some(cluster) => join_cluster(cluster, config).await?,
-        None => open_server(&data_dir, config).await?,
-    };
-    println!("listening on {scheme}://{address}");
-    if let Some(node_id) = node_id {
-        println!("cluster node {node_id}");
-    }
-    for (what, secret) in [
-        ("JWT secret", &jwt_secret.file),
-        ("admin token", &admin_token.file),
-    ] {
-        if let Some(path) = secret {
-            println!("{what} kept in {}", path.display());
+    let started = || {
+        println!("listening on {scheme}://{address}");
+        if let Some(node_id) = &node_id {
+            println!("cluster node {node_id}");
         }
-    }
-    println!("data in {}", data_dir.display());
+        for (what, secret) in [
+            ("JWT secret", &jwt_secret.file),
+            ("admin token", &admin_token.file),
+        ] {
+            if let Some(path) = secret {
+                println!("{what} kept in {}", path.display());
+            }
+        }
+        println!("data in {}", data_dir.display());
+    };
+    let server = match cluster {
+        Some(cluster) => {
+            // Listening first: the node answers (not ready) while it waits.
+            started();
+            match join_cluster(&listener, cluster, config).await? {
+                Some(server) => server,
+                None => return Ok(()),
+            }
+        }
+        None => {
+            let server = open_server(&data_dir, config).await?;
+            started();
+            server
+        }
+    };
     server.serve(listener, shutdown_signal()).await;
     Ok(())
 }
@@ -355,13 +369,22 @@ pub async fn open_server(data_dir: &Path, config: ServerConfig) -> Result<Server
 }
 
 /// One node of a cluster: Redis and the database reached, memory loaded.
-async fn join_cluster(cluster: ClusterConfig, config: ServerConfig) -> Result<Server> {
-    let (cluster, store) = Cluster::join(cluster)
-        .await
-        .context("joining the cluster")?;
-    Server::open(config, store, Some(cluster))
-        .await
-        .context("opening the engine")
+/// Until then the node answers on `listener` that it is not ready, and
+/// waits for them; `None` when stopped meanwhile.
+async fn join_cluster(
+    listener: &tokio::net::TcpListener,
+    cluster: ClusterConfig,
+    config: ServerConfig,
+) -> Result<Option<Server>> {
+    let waiting = Arc::new(Waiting::default());
+    let tls = config.tls.clone();
+    let opening = cluster::open_node(config, cluster, &waiting);
+    tokio::select! {
+        server = waiting::answer_until(listener, tls, Arc::clone(&waiting), opening) => {
+            Ok(Some(server?))
+        }
+        () = shutdown_signal() => Ok(None),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

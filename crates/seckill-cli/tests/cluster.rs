@@ -175,6 +175,9 @@ impl Cluster {
             started.push(Some(Seckill::start_like(&first, &all).await));
         }
         started.insert(0, Some(first));
+        for node in started.iter().flatten() {
+            ready(node).await;
+        }
         Some(Self {
             redis,
             db,
@@ -295,6 +298,15 @@ impl Cluster {
         }
         self.db.remove().await;
     }
+}
+
+/// Waits until the node has joined the cluster and is ready: it listens
+/// (and answers 503) before that.
+async fn ready(node: &Seckill) {
+    eventually(Duration::from_secs(20), "the node is ready", || async {
+        (node.get("/readyz", &Auth::None).await.status == StatusCode::OK).then_some(())
+    })
+    .await;
 }
 
 /// What a crowd got.
@@ -614,6 +626,54 @@ async fn purchases_fail_closed_while_redis_is_down_and_resume_after() {
     cluster.stop().await;
 }
 
+/// The crash window of a cancel: the database marked the order cancelled,
+/// Redis could not take the unit back (it was down), and the node died
+/// before trying again. Nobody runs `seckill reconcile`: the other node
+/// releases the unit by itself once Redis is back, another buyer gets it,
+/// and Redis and the database agree.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_lost_with_its_node_is_made_by_the_other_nodes() {
+    let aof = ["--appendonly", "yes", "--appendfsync", "always"];
+    let Some(mut cluster) = Cluster::start("release_lost", POSTGRES, 2, &aof, &[]).await else {
+        return;
+    };
+    let sale = cluster
+        .open_sale(json!({ "stock": 1, "per_user_limit": 1 }))
+        .await;
+    let (dying, surviving) = (cluster.node(0).api(), cluster.node(1).api());
+    let order = dying.buy("canceller", &sale).await;
+    eventually(PATIENCE, "the order is a row", || async {
+        let resp = dying.order("canceller", &order).await;
+        (resp.status == StatusCode::OK && resp.json()["status"] == "pending_payment").then_some(())
+    })
+    .await;
+
+    cluster.redis.kill();
+    let cancelled = dying
+        .cancel("canceller", &order)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(cancelled["status"], "cancelled");
+    cluster.nodes[0].take().expect("node 0").kill();
+    cluster.redis.restart().await;
+    assert_eq!(
+        cluster.sold(&sale).await,
+        1,
+        "the release died with its node"
+    );
+
+    eventually(
+        Duration::from_secs(15),
+        "the unit is back on sale",
+        || async { (surviving.stock(&sale).await["remaining"] == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(cluster.sold(&sale).await, 0);
+    surviving.buy("next", &sale).await;
+    cluster.assert_reconciled(&sale);
+    cluster.stop().await;
+}
+
 /// The database cut off: purchases go on (the Redis stream is their
 /// durable record); reading an order answers 503; once the database is
 /// back every acknowledged order becomes a row, with no node restarted.
@@ -796,4 +856,97 @@ async fn text_no_store_keeps_is_refused_at_the_door_on_postgres() {
 #[tokio::test(flavor = "multi_thread")]
 async fn text_no_store_keeps_is_refused_at_the_door_on_mariadb() {
     text_no_store_keeps(MYSQL).await;
+}
+
+/// A node that cannot reach its services yet: alive (`/healthz` 200) but
+/// not ready, `/readyz` naming what it waits for, purchases and the
+/// store's routes refused with 503 and Retry-After; still so a while later
+/// (it waits, it does not exit).
+async fn assert_waiting(node: &Seckill, waits_for: &str) {
+    for _ in 0..2 {
+        let health = node.get("/healthz", &Auth::None).await;
+        assert_eq!(health.status, StatusCode::OK, "{}", health.text());
+        let ready = node.get("/readyz", &Auth::None).await;
+        let message = ready.expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        assert!(
+            message.to_lowercase().contains(waits_for),
+            "readyz should name {waits_for}: {message}"
+        );
+        assert_eq!(ready.header("retry-after"), Some("1"));
+        for resp in [
+            node.purchase("early", "any-sale").await,
+            node.get("/api/v1/sales", &Auth::None).await,
+            node.order("early", "01a236df-a59a-722f-b3af-04ae404e26f4")
+                .await,
+        ] {
+            resp.expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+            assert_eq!(resp.header("retry-after"), Some("1"));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Waits until the node is ready, then sells: a sale created on it, a
+/// purchase acknowledged and made a row.
+async fn assert_serves(node: &Seckill) {
+    ready(node).await;
+    let sale = node
+        .open_sale_with(json!({ "stock": 5, "per_user_limit": 1 }))
+        .await;
+    let order = node.buy("after", &sale).await;
+    eventually(PATIENCE, "the order is a row", || async {
+        let resp = node.order("after", &order).await;
+        (resp.status == StatusCode::OK && resp.json()["status"] == "pending_payment").then_some(())
+    })
+    .await;
+}
+
+/// A node started while its Redis is not running yet waits for it (not
+/// ready, refusing with 503), and serves once Redis starts, without a
+/// restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_started_before_redis_waits_for_it() {
+    let Some(db) = OrderDb::create(POSTGRES, "redis_late").await else {
+        return;
+    };
+    let Some(mut redis) = PrivateRedis::not_started(&[]) else {
+        assert!(
+            std::env::var("SECKILL_TEST_REDIS_URL").is_err(),
+            "redis-server is missing and SECKILL_TEST_REDIS_URL is set"
+        );
+        return;
+    };
+    let mut node = Seckill::start_with(&["--redis", &redis.url(), "--database", &db.url]).await;
+    assert_waiting(&node, "redis").await;
+    redis.restart().await;
+    assert_serves(&node).await;
+    node.stop().await;
+    db.remove().await;
+}
+
+/// A node started while its database refuses connections (nothing listens
+/// on its port yet) waits for it, and serves once the database is there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_started_before_its_database_waits_for_it() {
+    let Some(db) = OrderDb::create(POSTGRES, "database_late").await else {
+        return;
+    };
+    let Some(redis) = PrivateRedis::start(&[]).await else {
+        assert!(
+            std::env::var("SECKILL_TEST_REDIS_URL").is_err(),
+            "redis-server is missing and SECKILL_TEST_REDIS_URL is set"
+        );
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let (template, target) = Relay::route(&db.url);
+    let node_db = template.replace("RELAY", &port.to_string());
+    let mut node = Seckill::start_with(&["--redis", &redis.url(), "--database", &node_db]).await;
+    assert_waiting(&node, "database").await;
+    let _relay = Relay::start_on(port, target).await;
+    assert_serves(&node).await;
+    node.stop().await;
+    db.remove().await;
 }

@@ -15,6 +15,7 @@
 //! | `seckill:{S}:released` | set | order ids whose units came back (release is idempotent) |
 //! | `seckill:{S}:restored` | set | order ids whose lost reservation `seckill reconcile --repair` put back (once each) |
 //! | `seckill:nodes` | sorted set | node id → heartbeat expiry (unix ms) |
+//! | `seckill:releases_checked` | string | unix ms when the last complete pass over recent releases started (`reconcile::RecentReleases`) |
 //!
 //! Channels: `seckill:sold_out` and `seckill:restock` carry a sale id.
 

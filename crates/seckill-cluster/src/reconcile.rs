@@ -49,7 +49,10 @@
 //! ## Repairs
 //!
 //! - `released_missing`: the release the crashed process did not send, by
-//!   the same idempotent release script (a late release then does nothing).
+//!   the same idempotent release script (a late release then does nothing),
+//!   in [`release_missing`]. The running nodes make the same repair of
+//!   recent releases by themselves ([`RecentReleases`]), so this finds
+//!   such orders only when no node ran since.
 //! - `lost`: `reconcile/restore.lua` puts the reservation back as the
 //!   purchase wrote it (units, the buyer's holding, the key's answer, the
 //!   entry), once per order. It raises `sold`, so it never lets a unit be
@@ -65,16 +68,20 @@
 
 use crate::authority::keys::SaleKeys;
 use crate::authority::{AuthorityError, RedisAuthority, ReleaseOutcome};
-use crate::orders::{OrdersError, SqlOrders};
+use crate::orders::{ExpiredOrder, OrdersError, SqlOrders};
 use crate::stream;
 use redis::streams::{StreamId, StreamRangeReply};
 use redis::{Script, Value};
 use seckill_core::{OrderId, OrderStatus, SaleId};
-use seckill_store::Reservation;
+use seckill_store::{ReleasedUnits, Reservation};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
+
+mod recent;
+
+pub use recent::RecentReleases;
 
 static SNAPSHOT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("reconcile/snapshot.lua")));
@@ -227,23 +234,19 @@ impl Reconciler {
     /// compares again: the report says what is left, and what was done.
     pub async fn repair(&self, sale: &SaleId) -> Result<Report, ReconcileError> {
         let before = self.check(sale).await?;
-        let mut repaired = Vec::new();
-        for order in &before.released_missing {
-            let outcome = self
-                .redis
-                .release(sale, &order.order_id, &order.user_id, order.quantity)
-                .await?;
-            match outcome {
-                ReleaseOutcome::Released => repaired.push(Repair::Released {
-                    order_id: order.order_id.clone(),
+        let missing: Vec<ExpiredOrder> = before
+            .released_missing
+            .iter()
+            .map(|order| ExpiredOrder {
+                order_id: order.order_id.clone(),
+                released: ReleasedUnits {
+                    sale_id: order.sale_id.clone(),
+                    user_id: order.user_id.clone(),
                     quantity: order.quantity,
-                }),
-                ReleaseOutcome::AlreadyReleased => {}
-                ReleaseOutcome::UnknownSale => {
-                    return Err(ReconcileError::UnknownSale(sale.clone()));
-                }
-            }
-        }
+                },
+            })
+            .collect();
+        let mut repaired = release_missing(&self.redis, sale, &missing).await?;
         for order in &before.lost {
             if self.restore(order).await? {
                 repaired.push(Repair::Restored {
@@ -346,22 +349,9 @@ impl Reconciler {
         let mut landed = 0;
         while !waiting.is_empty() {
             let ids: Vec<&str> = waiting.iter().map(|o| o.order_id.as_str()).collect();
-            let released: Vec<bool> = self
-                .redis
-                .query(
-                    sale,
-                    "reconcile",
-                    redis::cmd("SMISMEMBER").arg(&keys.released).arg(&ids),
-                )
-                .await?;
-            if released.len() != waiting.len() {
-                return Err(AuthorityError::Protocol(format!(
-                    "SMISMEMBER answered {} flags for {} orders",
-                    released.len(),
-                    waiting.len()
-                )));
-            }
-            let mut flags = released.into_iter();
+            let mut flags = released_flags(&self.redis, sale, keys, &ids)
+                .await?
+                .into_iter();
             waiting.retain(|order| {
                 let done = flags.next() == Some(true);
                 if done {
@@ -410,6 +400,69 @@ impl Reconciler {
             other => Err(AuthorityError::Protocol(format!("restore answered {other:?}")).into()),
         }
     }
+}
+
+/// Releases those of `orders` (of `sale`, cancelled or expired in the
+/// database) whose units Redis has not taken back: the repair of
+/// `released_missing`, shared by `Reconciler::repair` and the nodes' pass
+/// over recent releases. One SMISMEMBER per chunk finds them; releasing is
+/// idempotent by the `released` set, so any number of callers may run it
+/// at once, and a release that lands meanwhile is not repeated.
+pub async fn release_missing(
+    redis: &RedisAuthority,
+    sale: &SaleId,
+    orders: &[ExpiredOrder],
+) -> Result<Vec<Repair>, ReconcileError> {
+    let keys = SaleKeys::new(sale);
+    let mut repaired = Vec::new();
+    for chunk in orders.chunks(CHUNK) {
+        let ids: Vec<&str> = chunk.iter().map(|o| o.order_id.as_str()).collect();
+        let flags = released_flags(redis, sale, &keys, &ids).await?;
+        for (order, _) in chunk.iter().zip(flags).filter(|(_, released)| !released) {
+            let ExpiredOrder { order_id, released } = order;
+            match redis
+                .release(sale, order_id, &released.user_id, released.quantity)
+                .await?
+            {
+                ReleaseOutcome::Released => repaired.push(Repair::Released {
+                    order_id: order_id.clone(),
+                    quantity: released.quantity,
+                }),
+                ReleaseOutcome::AlreadyReleased => {}
+                ReleaseOutcome::UnknownSale => {
+                    return Err(ReconcileError::UnknownSale(sale.clone()));
+                }
+            }
+        }
+    }
+    Ok(repaired)
+}
+
+/// Whether each of `ids` is in the sale's `released` set (one SMISMEMBER).
+async fn released_flags(
+    redis: &RedisAuthority,
+    sale: &SaleId,
+    keys: &SaleKeys,
+    ids: &[&str],
+) -> Result<Vec<bool>, AuthorityError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let flags: Vec<bool> = redis
+        .query(
+            sale,
+            "reconcile",
+            redis::cmd("SMISMEMBER").arg(&keys.released).arg(ids),
+        )
+        .await?;
+    if flags.len() != ids.len() {
+        return Err(AuthorityError::Protocol(format!(
+            "SMISMEMBER answered {} flags for {} orders",
+            flags.len(),
+            ids.len()
+        )));
+    }
+    Ok(flags)
 }
 
 /// Redis' side at one instant (`snapshot.lua`).

@@ -6,10 +6,10 @@
 //! or expired order going back to Redis.
 //!
 //! Releasing is the second step of a cancel or an expiry, after the
-//! database's compare-and-set. If Redis cannot be reached then, the order
-//! is kept and released again at each sweep; if the process dies in
-//! between, `seckill reconcile --repair` releases it (the release is
-//! idempotent by order id, so doing it twice is harmless).
+//! database's compare-and-set. If Redis cannot be reached then, or the
+//! process dies in between, the nodes' pass over recent releases
+//! ([`crate::reconcile::RecentReleases`]) releases it within seconds (the
+//! release is idempotent by order id, so doing it twice is harmless).
 
 use crate::authority::{AuthorityError, RedisAuthority};
 use crate::orders::{ExpiredOrder, OrdersError, SqlOrders};
@@ -19,7 +19,6 @@ use seckill_store::{
     CancelOutcome, CommitTicket, PayOutcome, ReleasedUnits, Reservation, Snapshot, Store,
     StoreError, StoreResult, UnitsByStatus,
 };
-use std::sync::Mutex;
 
 /// Most overdue orders one sweep expires.
 const SWEEP_BATCH: usize = 1000;
@@ -27,21 +26,15 @@ const SWEEP_BATCH: usize = 1000;
 pub struct ClusterStore {
     orders: SqlOrders,
     authority: RedisAuthority,
-    /// Orders expired or cancelled in the database whose units Redis has not
-    /// taken back yet (it was unreachable): released again at each sweep.
-    unreleased: Mutex<Vec<ExpiredOrder>>,
 }
 
 impl ClusterStore {
     pub fn new(orders: SqlOrders, authority: RedisAuthority) -> Self {
-        Self {
-            orders,
-            authority,
-            unreleased: Mutex::default(),
-        }
+        Self { orders, authority }
     }
 
-    /// Gives an order's units back to Redis, or keeps it for the next sweep.
+    /// Gives an order's units back to Redis; if it cannot be reached, the
+    /// nodes' pass over recent releases does it later.
     async fn give_back(&self, order: ExpiredOrder) {
         let ExpiredOrder { order_id, released } = &order;
         let result = self
@@ -54,15 +47,8 @@ impl ClusterStore {
             )
             .await;
         if let Err(error) = result {
-            tracing::warn!(order = %order_id, %error, "units not returned to Redis yet; retrying at the next sweep");
-            self.unreleased_orders().push(order);
+            tracing::warn!(order = %order_id, %error, "units not returned to Redis yet; the pass over recent releases will");
         }
-    }
-
-    fn unreleased_orders(&self) -> std::sync::MutexGuard<'_, Vec<ExpiredOrder>> {
-        self.unreleased
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// An order that has no row yet: its reservation still in a stream.
@@ -137,14 +123,10 @@ impl Store for ClusterStore {
         Ok(outcome)
     }
 
-    /// Releases what earlier sweeps could not, then expires what is due
-    /// (any node may sweep at once: rows are claimed `SKIP LOCKED`). Returns
-    /// the orders expired now, whether or not Redis took their units yet.
+    /// Expires what is due (any node may sweep at once: rows are claimed
+    /// `SKIP LOCKED`). Returns the orders expired now, whether or not Redis
+    /// took their units yet.
     async fn expire_due(&self) -> StoreResult<Vec<ReleasedUnits>> {
-        let retry = std::mem::take(&mut *self.unreleased_orders());
-        for order in retry {
-            self.give_back(order).await;
-        }
         let due = self
             .orders
             .claim_expired(Timestamp::now(), SWEEP_BATCH)

@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq;
 const LEEWAY_SECS: u64 = 5;
 
 /// How user tokens are checked.
+#[derive(Clone)]
 pub struct JwtRules {
     pub key: JwtKey,
     /// When set, tokens must carry this `iss`.
@@ -29,6 +30,7 @@ pub struct JwtRules {
 }
 
 /// What user tokens are signed with.
+#[derive(Clone)]
 pub enum JwtKey {
     /// HS256 with a shared secret (the default).
     Secret(Vec<u8>),

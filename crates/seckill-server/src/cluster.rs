@@ -11,12 +11,16 @@
 //! Every second the node also picks up the sales other nodes created (a
 //! sale is purchasable on every node within about a second of its
 //! creation), starts their consumers, and counts settled units from the
-//! database for metrics.
+//! database for metrics. At start and every few seconds it releases the
+//! units of cancelled or expired orders that never reached Redis
+//! ([`RecentReleases`]): a node that died between the two steps strands
+//! nothing for longer than that.
 
 use crate::breaker::{Breaker, BreakerRules};
 use crate::error::{ApiError, ApiResult};
 use crate::market::{LiveSale, Purchase, Receipt};
-use crate::{App, AppState};
+use crate::waiting::Waiting;
+use crate::{App, AppState, OpenError, Server, ServerConfig};
 use seckill_cluster::authority::{
     AuthorityConfig, AuthorityError, RedisAuthority, ReserveOutcome, ReserveRequest, StockEvent,
 };
@@ -24,9 +28,10 @@ use seckill_cluster::consumer::{Consumer, ConsumerConfig};
 use seckill_cluster::nodes::Heartbeat;
 use seckill_cluster::orders::{OrdersError, SqlOrders};
 use seckill_cluster::quota::Quotas;
+use seckill_cluster::reconcile::RecentReleases;
 use seckill_cluster::store::ClusterStore;
 use seckill_core::{OrderId, OrderStatus, SaleId};
-use seckill_store::Store;
+use seckill_store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,6 +43,8 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
 /// How often the views, the sales and the consumers are brought up to date.
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
+/// How often the node looks for releases that never reached Redis.
+const RELEASES_EVERY: Duration = Duration::from_secs(5);
 
 /// What a node needs to join a cluster.
 #[derive(Debug, Clone)]
@@ -56,10 +63,70 @@ pub struct ClusterConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
-    #[error(transparent)]
+    #[error("Redis: {0}")]
     Redis(#[from] AuthorityError),
     #[error("the order database: {0}")]
     Database(#[from] OrdersError),
+}
+
+impl JoinError {
+    /// Whether Redis or the database could not be reached or takes no
+    /// connections yet: worth waiting for, unlike wrong settings.
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Redis(error) => matches!(error, AuthorityError::Unavailable(_)),
+            Self::Database(error) => error.is_unreachable() || error.refuses_connections(),
+        }
+    }
+}
+
+/// Why a node could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenNodeError {
+    #[error("joining the cluster: {0}")]
+    Join(#[from] JoinError),
+    #[error("opening the engine: {0}")]
+    Open(#[from] OpenError),
+}
+
+/// The first wait before joining again, doubled after each failure up to
+/// the cap.
+const JOIN_RETRY_FIRST: Duration = Duration::from_millis(500);
+const JOIN_RETRY_CAP: Duration = Duration::from_secs(5);
+
+/// Joins the cluster and opens the engine on it (the sales restored into
+/// memory). While Redis or the database cannot be reached it waits and
+/// tries again, saying what it waits for in `waiting` (the node's answers
+/// meanwhile, `crate::waiting`) and in the log; wrong settings or schema
+/// end it.
+pub async fn open_node(
+    config: ServerConfig,
+    cluster: ClusterConfig,
+    waiting: &Waiting,
+) -> Result<Server, OpenNodeError> {
+    let mut delay = JOIN_RETRY_FIRST;
+    loop {
+        let reason = match Cluster::join(cluster.clone()).await {
+            Ok((node, store)) => match Server::open(config.clone(), store, Some(node)).await {
+                Ok(server) => {
+                    if delay > JOIN_RETRY_FIRST {
+                        tracing::info!("the cluster's services are reachable: serving");
+                    }
+                    return Ok(server);
+                }
+                Err(OpenError::Store(StoreError::Unavailable(error))) => {
+                    format!("the order database: {error}")
+                }
+                Err(error) => return Err(error.into()),
+            },
+            Err(error) if error.is_transient() => error.to_string(),
+            Err(error) => return Err(error.into()),
+        };
+        tracing::warn!(waiting_for = %reason, retry_in = ?delay, "not serving yet: waiting for the cluster's services");
+        waiting.set(reason);
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(JOIN_RETRY_CAP);
+    }
 }
 
 pub struct Cluster {
@@ -174,7 +241,26 @@ impl Cluster {
                 }
             }
         });
-        vec![follower, refresher]
+        let releases = RecentReleases::new(self.authority.clone(), self.orders.clone());
+        let releaser = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RELEASES_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match releases.repair().await {
+                    Ok(repaired) => {
+                        for repair in &repaired {
+                            tracing::warn!(
+                                ?repair,
+                                "released the units of an order a cancel or expiry left held in Redis"
+                            );
+                        }
+                    }
+                    Err(error) => tracing::debug!(%error, "releases not checked; retrying"),
+                }
+            }
+        });
+        vec![follower, refresher, releaser]
     }
 
     /// Stops the consumers (their unacknowledged entries go to the other

@@ -29,6 +29,7 @@ pub mod route;
 pub mod routes;
 pub mod shedding;
 pub mod tls;
+pub mod waiting;
 
 use auth::Auth;
 use market::Market;
@@ -40,6 +41,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// What the engine needs beyond its store.
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Keys the purchase tokens; also the user JWTs' key unless `jwt` says otherwise.
     pub jwt_secret: Vec<u8>,

@@ -6,6 +6,9 @@ use seckill_core::SaleId;
 
 /// Node heartbeats: node id → expiry (unix ms).
 pub const NODES: &str = "seckill:nodes";
+/// When the last complete pass over recent releases started (unix ms), see
+/// `crate::reconcile::RecentReleases`.
+pub const RELEASES_CHECKED: &str = "seckill:releases_checked";
 /// Carries a sale id when its last unit is reserved.
 pub const SOLD_OUT_CHANNEL: &str = "seckill:sold_out";
 /// Carries a sale id when units of it come back on sale.

@@ -338,6 +338,33 @@ impl RedisAuthority {
         .await
     }
 
+    /// When the last complete pass over recent releases started, if one did
+    /// (`crate::reconcile::RecentReleases`).
+    pub(crate) async fn releases_checked(&self) -> Result<Option<Timestamp>, AuthorityError> {
+        let mut conn = self.inner.conn.clone();
+        let at: Option<i64> = bounded(
+            self.inner.timeout,
+            redis::cmd("GET")
+                .arg(keys::RELEASES_CHECKED)
+                .query_async(&mut conn),
+        )
+        .await?;
+        Ok(at.map(Timestamp::from_millis))
+    }
+
+    /// Records that every release up to `at` has been looked at.
+    pub(crate) async fn set_releases_checked(&self, at: Timestamp) -> Result<(), AuthorityError> {
+        let mut conn = self.inner.conn.clone();
+        bounded(
+            self.inner.timeout,
+            redis::cmd("SET")
+                .arg(keys::RELEASES_CHECKED)
+                .arg(at.as_millis())
+                .exec_async(&mut conn),
+        )
+        .await
+    }
+
     /// The reservation of `order` if it still waits in `sale`'s stream, with
     /// its place in the queue (see `crate::queue`).
     pub async fn queued(

@@ -72,6 +72,20 @@ impl OrdersError {
     }
 }
 
+impl OrdersError {
+    /// Whether the server answered but takes no connections now: it is
+    /// starting, shutting down or recovering (PostgreSQL 57P03), or has
+    /// too many (53300; MySQL 08004). Worth waiting for, like
+    /// [`OrdersError::is_unreachable`].
+    pub fn refuses_connections(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(sqlx::Error::Database(error))
+                if matches!(error.code().as_deref(), Some("57P03" | "53300" | "08004"))
+        )
+    }
+}
+
 pub type OrdersResult<T> = Result<T, OrdersError>;
 
 /// An order the expiry sweeper took: its units go back to the stock
@@ -80,6 +94,14 @@ pub type OrdersResult<T> = Result<T, OrdersError>;
 pub struct ExpiredOrder {
     pub order_id: OrderId,
     pub released: ReleasedUnits,
+}
+
+/// An order cancelled or expired, and when (by the clock of the node that
+/// changed it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleasedOrder {
+    pub order: ExpiredOrder,
+    pub released_at: Timestamp,
 }
 
 /// Sales and orders in PostgreSQL or MySQL/MariaDB. Cheap to clone (a pool).
@@ -269,9 +291,10 @@ impl SqlOrders {
         now: Timestamp,
     ) -> OrdersResult<CancelOutcome> {
         let cancelled = sqlx::query(self.dialect.sql(
-            "UPDATE orders SET status = 'cancelled' \
+            "UPDATE orders SET status = 'cancelled', released_at = ? \
              WHERE id = ? AND user_id = ? AND status = 'pending_payment' AND expires_at > ?",
         ))
+        .bind(now.as_millis())
         .bind(order.as_str())
         .bind(owner.as_str())
         .bind(now.as_millis())
@@ -319,11 +342,11 @@ impl SqlOrders {
         if !due.is_empty() {
             let ids = vec!["?"; due.len()].join(", ");
             let sql = format!(
-                "UPDATE orders SET status = 'expired' \
+                "UPDATE orders SET status = 'expired', released_at = ? \
                  WHERE status = 'pending_payment' AND id IN ({ids})"
             );
             let sql = self.dialect.sql(&sql);
-            let mut expire = sqlx::query(sql);
+            let mut expire = sqlx::query(sql).bind(now.as_millis());
             for order in &due {
                 expire = expire.bind(order.order_id.as_str());
             }
@@ -331,6 +354,36 @@ impl SqlOrders {
         }
         tx.commit().await?;
         Ok(due)
+    }
+
+    /// Orders that gave their units back (cancelled or expired) at `since`
+    /// or later by their `released_at`, up to `limit` of them after
+    /// `after` in (`released_at`, id) order: one page of the nodes' pass
+    /// over recent releases (`crate::reconcile::RecentReleases`).
+    pub async fn released_since(
+        &self,
+        since: Timestamp,
+        after: Option<&ReleasedOrder>,
+        limit: usize,
+    ) -> OrdersResult<Vec<ReleasedOrder>> {
+        let (after_at, after_id) = after.map_or((since.as_millis() - 1, ""), |order| {
+            (order.released_at.as_millis(), order.order.order_id.as_str())
+        });
+        sqlx::query(self.dialect.sql(
+            "SELECT id, sale_id, user_id, quantity, released_at FROM orders \
+             WHERE released_at >= ? AND (released_at > ? OR (released_at = ? AND id > ?)) \
+             ORDER BY released_at, id LIMIT ?",
+        ))
+        .bind(since.as_millis())
+        .bind(after_at)
+        .bind(after_at)
+        .bind(after_id)
+        .bind(bigint(limit as u64, "limit")?)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(rows::released_order)
+        .collect()
     }
 
     /// Units per order status for one sale (the report). Reservations still

@@ -1,7 +1,7 @@
 //! Mapping between rows and domain types. Times are BIGINT unix
 //! milliseconds; counts are BIGINT (they fit: see the sale bounds).
 
-use super::{Dialect, ExpiredOrder, OrdersError};
+use super::{Dialect, ExpiredOrder, OrdersError, ReleasedOrder};
 use seckill_core::{Order, OrderStatus, Sale, Timestamp};
 use seckill_store::{ReleasedUnits, Reservation};
 use sqlx::Row;
@@ -104,6 +104,14 @@ pub fn expired_order(row: &AnyRow) -> Result<ExpiredOrder, OrdersError> {
             user_id: text(row, "user_id")?.into(),
             quantity: count(row, "quantity")?,
         },
+    })
+}
+
+/// A row of `id, sale_id, user_id, quantity, released_at`.
+pub fn released_order(row: &AnyRow) -> Result<ReleasedOrder, OrdersError> {
+    Ok(ReleasedOrder {
+        order: expired_order(row)?,
+        released_at: Timestamp::from_millis(row.try_get("released_at")?),
     })
 }
 

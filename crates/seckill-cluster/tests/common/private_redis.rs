@@ -21,6 +21,14 @@ impl PrivateRedis {
     /// Starts one with `args` added to port, dir and no snapshots; `None`
     /// (said out loud) when redis-server is not installed.
     pub async fn start(args: &[&str]) -> Option<Self> {
+        let mut redis = Self::not_started(args)?;
+        redis.restart().await;
+        Some(redis)
+    }
+
+    /// One with its port and directory chosen but not started yet: its
+    /// port refuses connections until [`PrivateRedis::restart`].
+    pub fn not_started(args: &[&str]) -> Option<Self> {
         if !Path::new(Self::BINARY).exists() {
             let _ = writeln!(std::io::stderr(), "SKIPPED: {} not found", Self::BINARY);
             return None;
@@ -29,14 +37,12 @@ impl PrivateRedis {
             .and_then(|l| l.local_addr())
             .unwrap()
             .port();
-        let mut redis = Self {
+        Some(Self {
             port,
             dir: tempfile::tempdir().unwrap(),
             args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
-        };
-        redis.restart().await;
-        Some(redis)
+        })
     }
 
     pub fn url(&self) -> String {

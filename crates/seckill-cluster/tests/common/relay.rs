@@ -15,7 +15,13 @@ pub struct Relay {
 
 impl Relay {
     pub async fn start(target: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap(), target).await
+    }
+
+    /// [`Relay::start`] on `addr`: until then a database behind it refuses
+    /// connections, as a stopped server does.
+    pub async fn start_on(addr: SocketAddr, target: String) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (open, watching) = watch::channel(true);
         tokio::spawn(async move {

@@ -23,7 +23,9 @@ pub async fn healthz() -> &'static str {
 
 /// 200 `{"status": "ready"}` once warm; 503 (the API's error shape) saying
 /// what it waits for: the first expiry sweep at start, the drain at
-/// shutdown (so balancers stop sending new work).
+/// shutdown (so balancers stop sending new work). Before this engine
+/// exists, a cluster node waiting for Redis or the database answers 503
+/// with that reason itself (`crate::waiting`), and `/healthz` 200.
 #[utoipa::path(get, path = "/readyz",
     responses((status = 200, body = Object, description = "Ready: `{\"status\": \"ready\"}`."),
         crate::openapi::ReadyzErrors))]
