@@ -810,6 +810,7 @@ async fn a_keyed_retry_through_another_node_gets_its_answer() {
         let node = cluster.nodes[1].as_mut().expect("a running node");
         node.stop().await;
         node.restart().await;
+        ready(node).await;
     }
     for (sale, order_id) in [(&sold_out, &won), (&ending, &before_end)] {
         let acknowledged = HashSet::from([order_id.clone()]);
