@@ -951,3 +951,30 @@ async fn a_node_started_before_its_database_waits_for_it() {
     node.stop().await;
     db.remove().await;
 }
+
+/// User ids and keys compare byte for byte in the SQL order stores too:
+/// MariaDB's utf8mb4_bin took `victim ` for `victim` (PAD SPACE).
+async fn identities_in(db_var: &str) {
+    let Some(cluster) = Cluster::start("identities", db_var, 1, &[], &[]).await else {
+        return;
+    };
+    let sale = cluster
+        .open_sale(json!({ "stock": 10, "per_user_limit": 2 }))
+        .await;
+    let api = cluster.node(0).api();
+    identities_compare_byte_for_byte(&api, &sale).await;
+    let report = api.report(&sale).await;
+    assert_eq!(report.pending_payment, 5, "{report:?}");
+    cluster.assert_reconciled(&sale);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identities_compare_byte_for_byte_on_postgres() {
+    identities_in(POSTGRES).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identities_compare_byte_for_byte_on_mariadb() {
+    identities_in(MYSQL).await;
+}

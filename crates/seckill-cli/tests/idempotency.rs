@@ -177,3 +177,15 @@ async fn a_retry_gets_its_answer_after_the_sale_sold_out_or_ended() {
     assert_eq!(server.my_orders("lee", &sold_out).await.len(), 1);
     assert_eq!(server.my_orders("lee", &ending).await.len(), 1);
 }
+
+/// SQLite compares user ids and keys byte for byte: `victim ` and `VICTIM`
+/// are not `victim` (the same case runs on PostgreSQL and MariaDB in
+/// `tests/cluster.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identities_compare_byte_for_byte_on_sqlite() {
+    let server = Seckill::start().await;
+    let sale = server.open_sale(10, 2).await;
+    identities_compare_byte_for_byte(&server, &sale).await;
+    let report = server.report(&sale).await;
+    assert_eq!(report.pending_payment, 5, "{report:?}");
+}

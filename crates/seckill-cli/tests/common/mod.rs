@@ -1012,6 +1012,61 @@ pub async fn refuse_what_no_store_keeps(api: &Api, sale: &str, owner: &str, orde
     assert_eq!(str_field(&paid, "status"), "paid");
 }
 
+/// Identities and keys compare byte for byte in every order store: a user
+/// whose id is another's with a space added, or in capitals, is someone
+/// else. `victim` buys on `sale` with a key; each impostor sees none of
+/// it, cannot read, pay or cancel it, and its own purchase with the same
+/// key becomes an order of its own, written and readable (a store that
+/// padded would take it for the victim's row and drop it).
+pub async fn identities_compare_byte_for_byte(api: &Api, sale: &str) {
+    let victim = "victim";
+    let key = Some("same-key");
+    let theirs = api
+        .purchase_with(victim, sale, None, key)
+        .await
+        .accepted(sale);
+    let pending = |user: &'static str, order: String| async move {
+        eventually(PATIENCE, "the order is written", || async {
+            (api.order_of(user, &order).await["status"] == "pending_payment").then_some(())
+        })
+        .await;
+    };
+    pending(victim, theirs.clone()).await;
+
+    let impostors = ["victim ", "victim  ", " victim", "VICTIM"];
+    let mut own = Vec::new();
+    for impostor in impostors {
+        assert_eq!(
+            api.my_orders(impostor, sale).await,
+            Vec::<Value>::new(),
+            "{impostor:?}"
+        );
+        for resp in [
+            api.order(impostor, &theirs).await,
+            api.pay(impostor, &theirs, "not-mine").await,
+            api.cancel(impostor, &theirs).await,
+        ] {
+            resp.expect_error(StatusCode::NOT_FOUND, "not_found");
+        }
+        let order = api
+            .purchase_with(impostor, sale, None, key)
+            .await
+            .accepted(sale);
+        assert_ne!(order, theirs, "{impostor:?} got the victim's order");
+        pending(impostor, order.clone()).await;
+        own.push(order);
+    }
+    for (impostor, order) in impostors.iter().zip(&own) {
+        let listed = api.my_orders(impostor, sale).await;
+        assert_eq!(listed.len(), 1, "{impostor:?}: {listed:?}");
+        assert_eq!(&str_field(&listed[0], "order_id"), order);
+    }
+    let mine = api.my_orders(victim, sale).await;
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(str_field(&mine[0], "order_id"), theirs);
+    assert_eq!(str_field(&mine[0], "status"), "pending_payment");
+}
+
 // ---------------------------------------------------------------------------
 // Raw sockets
 // ---------------------------------------------------------------------------

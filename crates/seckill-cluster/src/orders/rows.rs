@@ -34,7 +34,22 @@ fn count(row: &AnyRow, column: &str) -> Result<u64, OrdersError> {
 }
 
 fn text(row: &AnyRow, column: &str) -> Result<String, OrdersError> {
-    Ok(row.try_get(column)?)
+    optional_text(row, column)?.ok_or_else(|| OrdersError::Corrupt(format!("{column} is NULL")))
+}
+
+/// A text column or NULL. MySQL's byte-exact columns (VARBINARY: user id,
+/// Idempotency-Key, payment reference) arrive as bytes, UTF-8 as written.
+fn optional_text(row: &AnyRow, column: &str) -> Result<Option<String>, OrdersError> {
+    match row.try_get::<Option<String>, _>(column) {
+        Err(sqlx::Error::ColumnDecode { .. }) => row
+            .try_get::<Option<Vec<u8>>, _>(column)?
+            .map(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|_| OrdersError::Corrupt(format!("{column} is not UTF-8")))
+            })
+            .transpose(),
+        text => Ok(text?),
+    }
 }
 
 pub fn status(row: &AnyRow) -> Result<OrderStatus, OrdersError> {
@@ -75,7 +90,7 @@ pub fn order(row: &AnyRow) -> Result<Order, OrdersError> {
         paid_at: row
             .try_get::<Option<i64>, _>("paid_at")?
             .map(Timestamp::from_millis),
-        payment_ref: row.try_get("payment_ref")?,
+        payment_ref: optional_text(row, "payment_ref")?,
     })
 }
 
@@ -87,7 +102,7 @@ pub fn reservation_and_status(row: &AnyRow) -> Result<(Reservation, OrderStatus)
             sale_id: text(row, "sale_id")?.into(),
             user_id: text(row, "user_id")?.into(),
             quantity: count(row, "quantity")?,
-            idempotency_key: row.try_get("idempotency_key")?,
+            idempotency_key: optional_text(row, "idempotency_key")?,
             created_at: Timestamp::from_millis(row.try_get("created_at")?),
             expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
         },
