@@ -12,6 +12,7 @@ pub mod keys;
 pub use durability::Durability;
 pub use events::{StockEvent, StockEvents};
 
+use crate::clock::AuthorityClock;
 use crate::queue::{self, QueuedReservation};
 use durability::Wait;
 use keys::SaleKeys;
@@ -19,7 +20,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, Value};
 use seckill_core::{OrderId, Sale, SaleId, Timestamp, UserId};
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 static CREATE_SALE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("create_sale.lua")));
@@ -181,6 +182,8 @@ struct Inner {
     conn: ConnectionManager,
     wait: Wait,
     timeout: Duration,
+    /// Redis' clock, read with every heartbeat.
+    clock: Arc<AuthorityClock>,
 }
 
 impl RedisAuthority {
@@ -211,6 +214,7 @@ impl RedisAuthority {
                 conn,
                 wait,
                 timeout: config.timeout,
+                clock: Arc::default(),
             }),
         })
     }
@@ -308,11 +312,13 @@ impl RedisAuthority {
     }
 
     /// Marks `node_id` alive for `ttl`, drops expired nodes, and returns how
-    /// many are alive (this one included). See `crate::nodes`.
+    /// many are alive (this one included). See `crate::nodes`. The answer
+    /// carries Redis' time, which [`RedisAuthority::clock`] takes.
     pub async fn heartbeat(&self, node_id: &str, ttl: Duration) -> Result<u64, AuthorityError> {
         let ttl_ms = ttl.as_millis().to_string();
         let mut conn = self.inner.conn.clone();
-        let live: i64 = bounded(
+        let sent = Instant::now();
+        let (live, now): (i64, i64) = bounded(
             self.inner.timeout,
             HEARTBEAT
                 .key(keys::NODES)
@@ -321,7 +327,16 @@ impl RedisAuthority {
                 .invoke_async(&mut conn),
         )
         .await?;
+        self.inner
+            .clock
+            .record(sent, Timestamp::from_millis(now), Instant::now());
         Ok(u64::try_from(live).unwrap_or(0))
+    }
+
+    /// Redis' clock as this process knows it: the cluster's one clock for
+    /// deadlines and sale phases (`crate::clock`).
+    pub fn clock(&self) -> &Arc<AuthorityClock> {
+        &self.inner.clock
     }
 
     /// Removes `node_id` from the live nodes at once (a clean shutdown), so
