@@ -83,7 +83,7 @@ impl AuthorityClock {
     }
 
     /// How far this process' wall clock is ahead of Redis' (negative:
-    /// behind), as of the last reading.
+    /// behind), as of the last reading (`seckill_clock_skew_seconds`).
     pub fn skew_seconds(&self) -> f64 {
         (Timestamp::now().as_millis() - self.now().as_millis()) as f64 / 1000.0
     }
@@ -99,7 +99,6 @@ impl AuthorityClock {
         self.uncertainty_ms
             .store(half_trip.as_millis() as i64 + 1, Ordering::Relaxed);
         let skew = self.skew_seconds();
-        metrics::gauge!("seckill_clock_skew_seconds").set(skew);
         let past = skew.abs() > SKEW_WARNING.as_secs_f64();
         if self.skewed.swap(past, Ordering::Relaxed) != past {
             if past {
@@ -109,7 +108,10 @@ impl AuthorityClock {
                     "this node's clock is off Redis' clock: deadlines and sale phases follow Redis' clock; fix the node's time (NTP)"
                 );
             } else {
-                tracing::info!(skew_seconds = skew, "this node's clock agrees with Redis' again");
+                tracing::info!(
+                    skew_seconds = skew,
+                    "this node's clock agrees with Redis' again"
+                );
             }
         }
     }
@@ -152,7 +154,11 @@ mod tests {
         let clock = AuthorityClock::default();
         let now = Timestamp::now().as_millis();
         let sale = sale_from(now + 10_000, now + 20_000);
-        assert_eq!(clock.phase(&sale), SalePhase::Open, "no reading: no shortcut");
+        assert_eq!(
+            clock.phase(&sale),
+            SalePhase::Open,
+            "no reading: no shortcut"
+        );
         let sent = Instant::now();
         clock.record(sent, Timestamp::from_millis(now), sent);
         assert_eq!(clock.phase(&sale), SalePhase::Upcoming);

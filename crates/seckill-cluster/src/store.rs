@@ -136,10 +136,7 @@ impl Store for ClusterStore {
     /// `SKIP LOCKED`). Returns the orders expired now, whether or not Redis
     /// took their units yet.
     async fn expire_due(&self) -> StoreResult<Vec<ReleasedUnits>> {
-        let due = self
-            .orders
-            .claim_expired(self.now(), SWEEP_BATCH)
-            .await?;
+        let due = self.orders.claim_expired(self.now(), SWEEP_BATCH).await?;
         let mut released = Vec::with_capacity(due.len());
         for order in due {
             released.push(order.released.clone());
