@@ -24,6 +24,7 @@ use crate::{App, AppState, OpenError, Server, ServerConfig};
 use seckill_cluster::authority::{
     AuthorityConfig, AuthorityError, RedisAuthority, ReserveOutcome, ReserveRequest, StockEvent,
 };
+use seckill_cluster::clock::AuthorityClock;
 use seckill_cluster::consumer::{Consumer, ConsumerConfig};
 use seckill_cluster::nodes::Heartbeat;
 use seckill_cluster::orders::{OrdersError, SqlOrders};
@@ -164,6 +165,11 @@ impl Cluster {
             orders: orders.clone(),
         });
         Ok((cluster, Arc::new(ClusterStore::new(orders, authority))))
+    }
+
+    /// Redis' clock as this node knows it (`seckill_cluster::clock`).
+    pub fn clock(&self) -> &Arc<AuthorityClock> {
+        self.authority.clock()
     }
 
     /// A purchase, decided by Redis through this node's quota (answered

@@ -209,7 +209,6 @@ impl Feed {
     }
 
     fn publish(&self, point: Point, market: &Market) {
-        let now = Timestamp::now();
         let sales_in_memory = market.all();
         let mut orders = Orders::default();
         let sales = sales_in_memory
@@ -223,7 +222,7 @@ impl Feed {
                 SaleView {
                     id: sale.sale.id.as_str(),
                     name: &sale.sale.name,
-                    state: sale.sale.stock_state(now, units.remaining),
+                    state: StockState::of(market.clock().phase(&sale.sale), units.remaining),
                     units,
                 }
             })
