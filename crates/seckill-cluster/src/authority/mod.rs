@@ -37,6 +37,12 @@ pub enum AuthorityError {
     /// buyer heard 503, and the consumer turns it into an order.
     #[error("the stock authority is unavailable: {0}")]
     Unavailable(String),
+    /// A purchase Redis reserved (or answered again for its key) whose
+    /// durability wait then fell short: a 503 like `Unavailable`, but the
+    /// reservation stands, and a retry with the same Idempotency-Key gets
+    /// it back.
+    #[error("reserved, but not yet as durable as asked: {0}")]
+    Unconfirmed(String),
     /// The settings cannot keep their promise (bad URL, durability that the
     /// server cannot give): refuse to start.
     #[error("stock authority settings: {0}")]
@@ -140,6 +146,12 @@ impl ReserveOutcome {
             | Self::Ended { remaining } => Some(*remaining),
             Self::UnknownSale => None,
         }
+    }
+
+    /// Whether the buyer holds a reservation after this answer (made now,
+    /// or earlier for the same key).
+    pub fn holds_reservation(&self) -> bool {
+        matches!(self, Self::Reserved { .. } | Self::Duplicate { .. })
     }
 
     /// Whether the answer was decided by the stock (taken, or none left),
@@ -248,16 +260,23 @@ impl RedisAuthority {
             request.order_id.to_string(),
             request.idempotency_key.unwrap_or_default().to_string(),
         ];
-        let reply = self
-            .write(
+        let (reply, waited) = self
+            .eval(
                 request.sale_id,
                 "reserve",
                 &RESERVE,
                 &[&keys.sale, &keys.buyers, &keys.keys, &keys.reservations],
                 &args,
+                self.inner.wait,
             )
             .await?;
-        parse_reserve(reply)
+        let outcome = parse_reserve(reply)?;
+        match waited {
+            Err(AuthorityError::Unavailable(short)) if outcome.holds_reservation() => {
+                Err(AuthorityError::Unconfirmed(short))
+            }
+            waited => waited.map(|()| outcome),
+        }
     }
 
     /// Puts an order's units back on sale (expiry, cancellation). Safe to
@@ -417,8 +436,10 @@ impl RedisAuthority {
         keys: &[&str],
         args: &[String],
     ) -> Result<Value, AuthorityError> {
-        self.eval(sale_id, op, script, keys, args, self.inner.wait)
-            .await
+        let (reply, waited) = self
+            .eval(sale_id, op, script, keys, args, self.inner.wait)
+            .await?;
+        waited.map(|()| reply)
     }
 
     /// Runs a script that only reads: nothing to make durable, no wait.
@@ -430,8 +451,10 @@ impl RedisAuthority {
         keys: &[&str],
         args: &[String],
     ) -> Result<Value, AuthorityError> {
-        self.eval(sale_id, op, script, keys, args, Wait::Nothing)
-            .await
+        let (reply, _) = self
+            .eval(sale_id, op, script, keys, args, Wait::Nothing)
+            .await?;
+        Ok(reply)
     }
 
     /// One plain command of `op` on the shared connection, under the time
@@ -447,9 +470,10 @@ impl RedisAuthority {
         bounded(self.inner.timeout, command.query_async(&mut conn)).await
     }
 
-    /// EVALSHA, then `wait`'s command in the same pipeline. A script Redis
-    /// does not know (it restarted, or its scripts were flushed) is loaded
-    /// and the pipeline sent again.
+    /// EVALSHA, then `wait`'s command in the same pipeline: the script's
+    /// reply, and whether the wait was met (the script ran either way). A
+    /// script Redis does not know (it restarted, or its scripts were
+    /// flushed) is loaded and the pipeline sent again.
     async fn eval(
         &self,
         sale_id: &SaleId,
@@ -458,7 +482,7 @@ impl RedisAuthority {
         keys: &[&str],
         args: &[String],
         wait: Wait,
-    ) -> Result<Value, AuthorityError> {
+    ) -> Result<(Value, Result<(), AuthorityError>), AuthorityError> {
         count_call(sale_id, op);
         let mut evalsha = redis::cmd("EVALSHA");
         evalsha
@@ -485,8 +509,8 @@ impl RedisAuthority {
         let reply = replies
             .next()
             .ok_or_else(|| AuthorityError::Protocol("no reply to the script".into()))?;
-        wait.check(replies.next().as_ref())?;
-        Ok(reply)
+        let waited = wait.check(replies.next().as_ref());
+        Ok((reply, waited))
     }
 }
 
