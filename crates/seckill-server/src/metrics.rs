@@ -177,6 +177,10 @@ impl Metrics {
         if let Some(skew) = market.clock().skew_seconds() {
             metrics::gauge!("seckill_clock_skew_seconds").set(skew);
         }
+        if let Some(cluster) = market.cluster() {
+            metrics::counter!("seckill_purchases_unconfirmed_total")
+                .absolute(cluster.unconfirmed());
+        }
         self.upkeep();
         let mut text = self.prometheus.render();
         self.write_tallies(&mut text);
