@@ -1122,3 +1122,130 @@ async fn nodes_with_clocks_30_s_off_follow_redis_clock() {
         .expect_error(StatusCode::CONFLICT, "order_expired");
     cluster.stop().await;
 }
+
+/// The `unconfirmed` count of the node in the dashboard's snapshots, once
+/// one shows at least `at_least` (the stream sends a snapshot a second).
+async fn dashboard_unconfirmed(node: &Seckill, at_least: u64) -> u64 {
+    let mut events = reqwest::get(node.url("/dashboard/events"))
+        .await
+        .expect("the dashboard's events");
+    assert_eq!(events.status(), StatusCode::OK);
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, events.chunk())
+            .await
+            .expect("a snapshot showing it within 10 s")
+            .expect("read")
+            .expect("the stream goes on");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = seen.find("\n\n") {
+            let event: String = seen.drain(..end + 2).collect();
+            let Some(data) = event.strip_prefix("event: snapshot\ndata: ") else {
+                continue;
+            };
+            let snapshot: Value = serde_json::from_str(data.trim_end()).expect("a JSON snapshot");
+            let count = snapshot["nodes"][0]["unconfirmed"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no nodes[0].unconfirmed in {snapshot}"));
+            if count >= at_least {
+                return count;
+            }
+        }
+    }
+}
+
+/// With `replicas:1` and the replica paused, a purchase that Redis
+/// reserved gets 503 (the WAIT fell short): the node counts it in
+/// `seckill_purchases_unconfirmed_total` and on the dashboard, and once
+/// the replica is back a retry with the same Idempotency-Key gets 202 with
+/// that very order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_503_after_a_short_durability_wait_is_counted_and_a_keyed_retry_gets_its_order() {
+    let Some(db) = OrderDb::create(POSTGRES, "unconfirmed").await else {
+        return;
+    };
+    let missing = || {
+        assert!(
+            std::env::var("SECKILL_TEST_REDIS_URL").is_err(),
+            "redis-server is missing and SECKILL_TEST_REDIS_URL is set"
+        )
+    };
+    let Some(primary) = PrivateRedis::start(&[]).await else {
+        return missing();
+    };
+    let port = primary.port.to_string();
+    let Some(replica) = PrivateRedis::start(&["--replicaof", "127.0.0.1", &port]).await else {
+        return missing();
+    };
+    let client = redis::Client::open(primary.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    eventually(PATIENCE, "the replica is in sync", || {
+        let mut conn = conn.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            info.contains("state=online").then_some(())
+        }
+    })
+    .await;
+    let mut node = Seckill::start_with(&[
+        "--redis",
+        &primary.url(),
+        "--database",
+        &db.url,
+        "--redis-durability",
+        "replicas:1",
+    ])
+    .await;
+    ready(&node).await;
+    let sale = node
+        .open_sale_with(json!({ "stock": 10, "per_user_limit": 1 }))
+        .await;
+
+    replica.signal("STOP");
+    let resp = node
+        .purchase_with("unlucky", &sale, None, Some("key-1"))
+        .await;
+    let message = resp.expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(message.contains("Idempotency-Key"), "{message}");
+    let sold: u64 = redis::cmd("HGET")
+        .arg(format!("seckill:{{{sale}}}:sale"))
+        .arg("sold")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(sold, 1, "Redis reserved it although the buyer heard 503");
+    let metrics = node.get("/metrics", &Auth::None).await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "seckill_purchases_unconfirmed_total 1"),
+        "seckill_purchases_unconfirmed_total is not 1:\n{metrics}"
+    );
+    assert_eq!(dashboard_unconfirmed(&node, 1).await, 1);
+
+    replica.signal("CONT");
+    let order = eventually(PATIENCE, "a keyed retry gets 202", || async {
+        let resp = node
+            .purchase_with("unlucky", &sale, None, Some("key-1"))
+            .await;
+        (resp.status == StatusCode::ACCEPTED).then(|| resp.accepted(&sale))
+    })
+    .await;
+    let orders = eventually(PATIENCE, "the order is a row", || async {
+        let orders = node.my_orders("unlucky", &sale).await;
+        (!orders.is_empty()).then_some(orders)
+    })
+    .await;
+    assert_eq!(orders.len(), 1, "{orders:?}");
+    assert_eq!(orders[0]["order_id"], order.as_str(), "{orders:?}");
+    node.stop().await;
+    drop(replica);
+    drop(primary);
+    db.remove().await;
+}
