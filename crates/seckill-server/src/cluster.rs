@@ -214,7 +214,9 @@ impl Cluster {
             }
             error => {
                 tracing::warn!(sale = %sale.sale.id, %error, "purchase refused: Redis failed");
-                ApiError::unavailable("the stock authority is unavailable; nothing was reserved")
+                // Not "nothing was reserved": a call that timed out may have
+                // run in Redis all the same.
+                ApiError::unavailable("the stock authority is unavailable")
             }
         })?;
         if let Some(remaining) = outcome.remaining() {
