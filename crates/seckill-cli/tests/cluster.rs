@@ -140,6 +140,20 @@ impl Cluster {
         flags: &[&str],
         relay: Option<&Relay>,
     ) -> Option<Self> {
+        let envs = vec![&[][..]; nodes];
+        Self::start_in(test, db_var, &envs, redis_args, flags, relay).await
+    }
+
+    /// [`Cluster::start_through`] with one node per entry of `envs`, each
+    /// with those environment variables (e.g. a faked clock).
+    async fn start_in(
+        test: &str,
+        db_var: &str,
+        envs: &[&[(&str, &str)]],
+        redis_args: &[&str],
+        flags: &[&str],
+        relay: Option<&Relay>,
+    ) -> Option<Self> {
         let db = OrderDb::create(db_var, test).await?;
         let node_db = match relay {
             Some(relay) => {
@@ -169,10 +183,10 @@ impl Cluster {
         .collect::<Vec<_>>();
         all.extend(flags.iter().map(|f| f.to_string()));
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        let first = Seckill::start_with(&all).await;
+        let first = Seckill::start_in(&all, envs[0]).await;
         let mut started = vec![];
-        for _ in 1..nodes {
-            started.push(Some(Seckill::start_like(&first, &all).await));
+        for env in &envs[1..] {
+            started.push(Some(Seckill::start_like_in(&first, &all, env).await));
         }
         started.insert(0, Some(first));
         for node in started.iter().flatten() {
@@ -977,4 +991,288 @@ async fn identities_compare_byte_for_byte_on_postgres() {
 #[tokio::test(flavor = "multi_thread")]
 async fn identities_compare_byte_for_byte_on_mariadb() {
     identities_in(MYSQL).await;
+}
+
+/// libfaketime, which the test preloads into a node to move its clock.
+/// `None` (said out loud) when it is not installed; with
+/// `SECKILL_TEST_REDIS_URL` set (as in CI) that is a failure.
+fn faketime_library() -> Option<String> {
+    let dirs = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .chain([std::path::PathBuf::from("/usr/lib")]);
+    let found = dirs
+        .map(|dir| dir.join("faketime/libfaketimeMT.so.1"))
+        .find(|library| library.exists())
+        .map(|library| library.display().to_string());
+    if found.is_none() {
+        assert!(
+            std::env::var("SECKILL_TEST_REDIS_URL").is_err(),
+            "libfaketime is missing (apt-get install faketime) and SECKILL_TEST_REDIS_URL is set"
+        );
+        eprintln!("SKIPPED: libfaketime is not installed (apt-get install faketime)");
+    }
+    found
+}
+
+/// The node's `seckill_clock_skew_seconds`.
+async fn clock_skew(node: &Seckill) -> f64 {
+    let metrics = node.get("/metrics", &Auth::None).await.text();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("seckill_clock_skew_seconds "))
+        .unwrap_or_else(|| panic!("no seckill_clock_skew_seconds on {}", node.base))
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+async fn sleep_until_unix_millis(at: i64) {
+    let wait = at - unix_millis();
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+    }
+}
+
+/// One node 30 s fast and one 30 s slow (libfaketime): deadlines, payment,
+/// expiry and the sale's start follow Redis' clock on both, and each node
+/// reports its skew and warns.
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_with_clocks_30_s_off_follow_redis_clock() {
+    let Some(library) = faketime_library() else {
+        return;
+    };
+    let fast: &[(&str, &str)] = &[("LD_PRELOAD", &library), ("FAKETIME", "+30s")];
+    let slow: &[(&str, &str)] = &[("LD_PRELOAD", &library), ("FAKETIME", "-30s")];
+    let Some(mut cluster) =
+        Cluster::start_in("clock_skew", POSTGRES, &[fast, slow], &[], &[], None).await
+    else {
+        return;
+    };
+    let (fast, slow) = (cluster.node(0).api(), cluster.node(1).api());
+
+    // (d) Each node measures its clock against Redis' and warns.
+    for (node, expected) in [(cluster.node(0), 30.0), (cluster.node(1), -30.0)] {
+        let skew = clock_skew(node).await;
+        assert!(
+            (skew - expected).abs() < 2.0,
+            "{}: skew {skew}, expected about {expected}",
+            node.base
+        );
+        assert!(
+            node.log().contains("clock is off Redis' clock"),
+            "{}: no warning in\n{}",
+            node.base,
+            node.log()
+        );
+    }
+
+    let started = rfc3339(now_unix() - 60);
+    let open = cluster
+        .open_sale(
+            json!({ "stock": 10, "per_user_limit": 1, "starts_at": started,
+            "payment_timeout_secs": 40 }),
+        )
+        .await;
+    let starts_at = now_unix() + 4;
+    let upcoming = cluster
+        .open_sale(json!({ "stock": 10, "per_user_limit": 1, "starts_at": rfc3339(starts_at) }))
+        .await;
+
+    // (a) A 40 s payment window is not cut short by the fast node.
+    let bought_at = Instant::now();
+    let on_fast = fast.buy("fast-buyer", &open).await;
+    let on_slow = slow.buy("slow-buyer", &open).await;
+    for (api, user, order) in [
+        (&fast, "fast-buyer", &on_fast),
+        (&slow, "slow-buyer", &on_slow),
+    ] {
+        eventually(PATIENCE, "the order is a row", || async {
+            let resp = api.order(user, order).await;
+            (resp.status == StatusCode::OK && resp.json()["status"] == "pending_payment")
+                .then_some(())
+        })
+        .await;
+    }
+
+    // (c) Right after the start, the slow node sells: Redis' clock says the
+    // sale is open, whatever the node's says.
+    sleep_until_unix_millis(starts_at * 1000 + 300).await;
+    let stock = slow.stock(&upcoming).await;
+    assert_eq!(
+        stock["state"], "open",
+        "the slow node's stock view: {stock}"
+    );
+    let resp = slow.purchase("early-bird", &upcoming).await;
+    resp.assert_status(StatusCode::ACCEPTED);
+
+    // (a) Paid 12 s into the 40 s window, on either node: neither node's
+    // sweeper expired it (the fast one's own clock says 42 s have passed).
+    tokio::time::sleep(Duration::from_secs(12).saturating_sub(bought_at.elapsed())).await;
+    for (api, user, order) in [
+        (&fast, "fast-buyer", &on_fast),
+        (&slow, "slow-buyer", &on_slow),
+    ] {
+        let paid = api.pay(user, order, "ref").await.expect(StatusCode::OK);
+        assert_eq!(paid["status"], "paid", "{paid}");
+    }
+
+    // (b) The slow node alone does not take a payment past the deadline
+    // (its own clock says 29 s remain).
+    cluster.nodes[0].take().expect("the fast node").stop().await;
+    let short = slow
+        .open_sale_with(
+            json!({ "stock": 10, "per_user_limit": 1, "starts_at": started,
+            "payment_timeout_secs": 5 }),
+        )
+        .await;
+    let resp = slow.purchase("late-payer", &short).await;
+    let order = resp.accepted(&short);
+    let deadline = parse_rfc3339_millis(resp.json()["expires_at"].as_str().expect("expires_at"));
+    eventually(PATIENCE, "the order is a row", || async {
+        let resp = slow.order("late-payer", &order).await;
+        (resp.status == StatusCode::OK && resp.json()["status"] != "queued").then_some(())
+    })
+    .await;
+    sleep_until_unix_millis(deadline + 1000).await;
+    slow.pay("late-payer", &order, "ref-late")
+        .await
+        .expect_error(StatusCode::CONFLICT, "order_expired");
+    cluster.stop().await;
+}
+
+/// The `unconfirmed` count of the node in the dashboard's snapshots, once
+/// one shows at least `at_least` (the stream sends a snapshot a second).
+async fn dashboard_unconfirmed(node: &Seckill, at_least: u64) -> u64 {
+    let mut events = reqwest::get(node.url("/dashboard/events"))
+        .await
+        .expect("the dashboard's events");
+    assert_eq!(events.status(), StatusCode::OK);
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, events.chunk())
+            .await
+            .expect("a snapshot showing it within 10 s")
+            .expect("read")
+            .expect("the stream goes on");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = seen.find("\n\n") {
+            let event: String = seen.drain(..end + 2).collect();
+            let Some(data) = event.strip_prefix("event: snapshot\ndata: ") else {
+                continue;
+            };
+            let snapshot: Value = serde_json::from_str(data.trim_end()).expect("a JSON snapshot");
+            let count = snapshot["nodes"][0]["unconfirmed"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no nodes[0].unconfirmed in {snapshot}"));
+            if count >= at_least {
+                return count;
+            }
+        }
+    }
+}
+
+/// With `replicas:1` and the replica paused, a purchase that Redis
+/// reserved gets 503 (the WAIT fell short): the node counts it in
+/// `seckill_purchases_unconfirmed_total` and on the dashboard, and once
+/// the replica is back a retry with the same Idempotency-Key gets 202 with
+/// that very order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_503_after_a_short_durability_wait_is_counted_and_a_keyed_retry_gets_its_order() {
+    let Some(db) = OrderDb::create(POSTGRES, "unconfirmed").await else {
+        return;
+    };
+    let missing = || {
+        assert!(
+            std::env::var("SECKILL_TEST_REDIS_URL").is_err(),
+            "redis-server is missing and SECKILL_TEST_REDIS_URL is set"
+        )
+    };
+    let Some(primary) = PrivateRedis::start(&[]).await else {
+        return missing();
+    };
+    let port = primary.port.to_string();
+    let Some(replica) = PrivateRedis::start(&["--replicaof", "127.0.0.1", &port]).await else {
+        return missing();
+    };
+    let client = redis::Client::open(primary.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    eventually(PATIENCE, "the replica is in sync", || {
+        let mut conn = conn.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            info.contains("state=online").then_some(())
+        }
+    })
+    .await;
+    let mut node = Seckill::start_with(&[
+        "--redis",
+        &primary.url(),
+        "--database",
+        &db.url,
+        "--redis-durability",
+        "replicas:1",
+    ])
+    .await;
+    ready(&node).await;
+    let sale = node
+        .open_sale_with(json!({ "stock": 10, "per_user_limit": 1 }))
+        .await;
+
+    replica.signal("STOP");
+    let resp = node
+        .purchase_with("unlucky", &sale, None, Some("key-1"))
+        .await;
+    let message = resp.expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(message.contains("Idempotency-Key"), "{message}");
+    let sold: u64 = redis::cmd("HGET")
+        .arg(format!("seckill:{{{sale}}}:sale"))
+        .arg("sold")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(sold, 1, "Redis reserved it although the buyer heard 503");
+    let metrics = node.get("/metrics", &Auth::None).await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "seckill_purchases_unconfirmed_total 1"),
+        "seckill_purchases_unconfirmed_total is not 1:\n{metrics}"
+    );
+    assert_eq!(dashboard_unconfirmed(&node, 1).await, 1);
+
+    replica.signal("CONT");
+    let order = eventually(PATIENCE, "a keyed retry gets 202", || async {
+        let resp = node
+            .purchase_with("unlucky", &sale, None, Some("key-1"))
+            .await;
+        (resp.status == StatusCode::ACCEPTED).then(|| resp.accepted(&sale))
+    })
+    .await;
+    let orders = eventually(PATIENCE, "the order is a row", || async {
+        let orders = node.my_orders("unlucky", &sale).await;
+        (!orders.is_empty()).then_some(orders)
+    })
+    .await;
+    assert_eq!(orders.len(), 1, "{orders:?}");
+    assert_eq!(orders[0]["order_id"], order.as_str(), "{orders:?}");
+    node.stop().await;
+    drop(replica);
+    drop(primary);
+    db.remove().await;
 }

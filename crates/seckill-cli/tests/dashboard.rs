@@ -148,7 +148,7 @@ const QUIET_MINUTE: &str = r#"(() => {
   points = Array.from({ length: 30 }, (_, i) => ({
     at: now - (29 - i) * 1000,
     nodes: [{
-      id: "quiet", requests_total: i, in_flight: 0, degrade: "normal",
+      id: "quiet", requests_total: i, in_flight: 0, degrade: "normal", unconfirmed: 0,
       rps: { reserved: 0, sold_out: i % 2, refused: 0, unavailable: 0, error: 0, ok: 1 },
       latency_ms: { p50: 0.004, p99: 0.009, max: 0.02 },
     }],

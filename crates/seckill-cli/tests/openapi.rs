@@ -190,3 +190,18 @@ async fn protected_routes_name_their_token() {
         );
     }
 }
+
+/// A 503 to a purchase may have reserved: the document says so, and how
+/// to get the order back.
+#[tokio::test]
+async fn a_purchase_503_says_it_may_have_reserved() {
+    let doc = document().await;
+    let description = str_field(
+        &doc["paths"]["/api/v1/sales/{sale_id}/purchase"]["post"]["responses"]["503"],
+        "description",
+    );
+    assert!(
+        description.contains("may have reserved") && description.contains("same `Idempotency-Key`"),
+        "{description}"
+    );
+}

@@ -20,6 +20,7 @@
 //! Channels: `seckill:sold_out` and `seckill:restock` carry a sale id.
 
 pub mod authority;
+pub mod clock;
 pub mod consumer;
 pub mod nodes;
 pub mod orders;

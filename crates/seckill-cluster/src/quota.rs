@@ -267,6 +267,9 @@ impl Quota {
         self.in_flight.fetch_sub(claim.units, Relaxed);
         let outcome = match result {
             Ok(outcome) => outcome,
+            // Reserved all the same (only the durability wait fell short):
+            // the units are spent, as with `Reserved`.
+            Err(AuthorityError::Unconfirmed(_)) => return,
             Err(_) => {
                 self.allowance.fetch_add(claim.units, Relaxed);
                 return;

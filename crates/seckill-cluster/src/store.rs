@@ -5,6 +5,9 @@
 //! paying, cancelling and expiring orders — and the units of a cancelled
 //! or expired order going back to Redis.
 //!
+//! Every deadline here is judged by Redis' clock, the one `reserve.lua`
+//! set it by ([`crate::clock`]), whatever this node's own clock says.
+//!
 //! Releasing is the second step of a cancel or an expiry, after the
 //! database's compare-and-set. If Redis cannot be reached then, or the
 //! process dies in between, the nodes' pass over recent releases
@@ -31,6 +34,12 @@ pub struct ClusterStore {
 impl ClusterStore {
     pub fn new(orders: SqlOrders, authority: RedisAuthority) -> Self {
         Self { orders, authority }
+    }
+
+    /// Redis' time: the clock its deadlines were set by (`crate::clock`),
+    /// never this node's own.
+    fn now(&self) -> Timestamp {
+        self.authority.clock().now()
     }
 
     /// Gives an order's units back to Redis; if it cannot be reached, the
@@ -107,12 +116,12 @@ impl Store for ClusterStore {
     ) -> StoreResult<PayOutcome> {
         Ok(self
             .orders
-            .pay(order, owner, payment_ref, Timestamp::now())
+            .pay(order, owner, payment_ref, self.now())
             .await?)
     }
 
     async fn cancel(&self, order: &OrderId, owner: &UserId) -> StoreResult<CancelOutcome> {
-        let outcome = self.orders.cancel(order, owner, Timestamp::now()).await?;
+        let outcome = self.orders.cancel(order, owner, self.now()).await?;
         if let CancelOutcome::Cancelled(order, released) = &outcome {
             self.give_back(ExpiredOrder {
                 order_id: order.id.clone(),
@@ -127,10 +136,7 @@ impl Store for ClusterStore {
     /// `SKIP LOCKED`). Returns the orders expired now, whether or not Redis
     /// took their units yet.
     async fn expire_due(&self) -> StoreResult<Vec<ReleasedUnits>> {
-        let due = self
-            .orders
-            .claim_expired(Timestamp::now(), SWEEP_BATCH)
-            .await?;
+        let due = self.orders.claim_expired(self.now(), SWEEP_BATCH).await?;
         let mut released = Vec::with_capacity(due.len());
         for order in due {
             released.push(order.released.clone());

@@ -290,7 +290,7 @@ async fn replicas_wait_for_a_replica_and_fail_closed_without_it() {
     let started = Instant::now();
     let outcome = reserve(&redis, &s.id, "b").await;
     assert!(
-        matches!(outcome, Err(AuthorityError::Unavailable(_))),
+        matches!(outcome, Err(AuthorityError::Unconfirmed(_))),
         "{outcome:?}"
     );
     assert!(
@@ -299,6 +299,7 @@ async fn replicas_wait_for_a_replica_and_fail_closed_without_it() {
         started.elapsed()
     );
     // The short wait came after the script: the reservation exists (the
-    // consumer makes it an order) although its buyer heard 503.
+    // consumer makes it an order) although its buyer heard 503, which is
+    // what `Unconfirmed` says, unlike `Unavailable`.
     assert_eq!(redis.state(&s.id).await.unwrap().unwrap().sold, 2);
 }

@@ -85,6 +85,18 @@ pub enum StockState {
     Ended,
 }
 
+impl StockState {
+    /// The state of a sale in `phase` with `remaining` units.
+    pub fn of(phase: SalePhase, remaining: u64) -> Self {
+        match phase {
+            SalePhase::Upcoming => Self::Upcoming,
+            SalePhase::Ended => Self::Ended,
+            SalePhase::Open if remaining == 0 => Self::SoldOut,
+            SalePhase::Open => Self::Open,
+        }
+    }
+}
+
 impl NewSale {
     /// Checks every field and turns the request into a sale created `now`.
     pub fn validate(self, id: SaleId, now: Timestamp) -> Result<Sale, FieldError> {
@@ -145,15 +157,6 @@ impl Sale {
             SalePhase::Ended
         } else {
             SalePhase::Open
-        }
-    }
-
-    pub fn stock_state(&self, now: Timestamp, remaining: u64) -> StockState {
-        match self.phase(now) {
-            SalePhase::Upcoming => StockState::Upcoming,
-            SalePhase::Ended => StockState::Ended,
-            SalePhase::Open if remaining == 0 => StockState::SoldOut,
-            SalePhase::Open => StockState::Open,
         }
     }
 
@@ -225,9 +228,10 @@ mod tests {
             .unwrap();
         sale.ends_at = Some(NOW.plus_secs(10));
         assert_eq!(sale.phase(Timestamp::from_millis(0)), SalePhase::Upcoming);
-        assert_eq!(sale.stock_state(NOW, 5), StockState::Open);
-        assert_eq!(sale.stock_state(NOW, 0), StockState::SoldOut);
-        assert_eq!(sale.stock_state(NOW.plus_secs(10), 0), StockState::Ended);
+        let state = |now, remaining| StockState::of(sale.phase(now), remaining);
+        assert_eq!(state(NOW, 5), StockState::Open);
+        assert_eq!(state(NOW, 0), StockState::SoldOut);
+        assert_eq!(state(NOW.plus_secs(10), 0), StockState::Ended);
     }
 
     /// The schema's bounds are literals (the derive takes no constants):

@@ -24,6 +24,7 @@ use crate::{App, AppState, OpenError, Server, ServerConfig};
 use seckill_cluster::authority::{
     AuthorityConfig, AuthorityError, RedisAuthority, ReserveOutcome, ReserveRequest, StockEvent,
 };
+use seckill_cluster::clock::AuthorityClock;
 use seckill_cluster::consumer::{Consumer, ConsumerConfig};
 use seckill_cluster::nodes::Heartbeat;
 use seckill_cluster::orders::{OrdersError, SqlOrders};
@@ -33,6 +34,7 @@ use seckill_cluster::store::ClusterStore;
 use seckill_core::{OrderId, OrderStatus, SaleId};
 use seckill_store::{Store, StoreError};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -138,6 +140,9 @@ pub struct Cluster {
     consumers: Mutex<HashMap<SaleId, JoinHandle<()>>>,
     /// Open while Redis keeps failing: purchases get 503 at once.
     breaker: Arc<Breaker>,
+    /// Purchases answered 503 that Redis reserved all the same: the
+    /// durability wait fell short (`seckill_purchases_unconfirmed_total`).
+    unconfirmed: AtomicU64,
 }
 
 impl Cluster {
@@ -160,10 +165,21 @@ impl Cluster {
             node_id: config.node_id,
             consumers: Mutex::default(),
             breaker: Arc::new(Breaker::new("redis", config.redis_breaker)),
+            unconfirmed: AtomicU64::new(0),
             authority: authority.clone(),
             orders: orders.clone(),
         });
         Ok((cluster, Arc::new(ClusterStore::new(orders, authority))))
+    }
+
+    /// Purchases answered 503 although Redis reserved them, since the start.
+    pub fn unconfirmed(&self) -> u64 {
+        self.unconfirmed.load(Ordering::Relaxed)
+    }
+
+    /// Redis' clock as this node knows it (`seckill_cluster::clock`).
+    pub fn clock(&self) -> &Arc<AuthorityClock> {
+        self.authority.clock()
     }
 
     /// A purchase, decided by Redis through this node's quota (answered
@@ -187,9 +203,21 @@ impl Cluster {
             .reserve(&self.authority, &request)
             .await;
         call.report(&result);
-        let outcome = result.map_err(|error| {
-            tracing::warn!(sale = %sale.sale.id, %error, "purchase refused: Redis failed");
-            ApiError::unavailable("the stock authority is unavailable; nothing was reserved")
+        let outcome = result.map_err(|error| match error {
+            AuthorityError::Unconfirmed(short) => {
+                self.unconfirmed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sale = %sale.sale.id, %short, "purchase answered 503 although Redis reserved it: the durability wait fell short");
+                ApiError::unavailable(
+                    "reserved, but not yet as durable as promised: the reservation may stand; \
+                     retry with the same Idempotency-Key to get it",
+                )
+            }
+            error => {
+                tracing::warn!(sale = %sale.sale.id, %error, "purchase refused: Redis failed");
+                // Not "nothing was reserved": a call that timed out may have
+                // run in Redis all the same.
+                ApiError::unavailable("the stock authority is unavailable")
+            }
         })?;
         if let Some(remaining) = outcome.remaining() {
             sale.stock.set(remaining);

@@ -62,6 +62,9 @@ pub struct NodeSample {
     pub requests_total: u64,
     pub in_flight: usize,
     pub degrade: Level,
+    /// Purchases answered 503 that Redis reserved all the same (a cluster
+    /// node whose durability wait fell short), since the start.
+    pub unconfirmed: u64,
 }
 
 /// One point of the charts: when, and what each node did.
@@ -209,7 +212,6 @@ impl Feed {
     }
 
     fn publish(&self, point: Point, market: &Market) {
-        let now = Timestamp::now();
         let sales_in_memory = market.all();
         let mut orders = Orders::default();
         let sales = sales_in_memory
@@ -223,7 +225,7 @@ impl Feed {
                 SaleView {
                     id: sale.sale.id.as_str(),
                     name: &sale.sale.name,
-                    state: sale.sale.stock_state(now, units.remaining),
+                    state: StockState::of(market.clock().phase(&sale.sale), units.remaining),
                     units,
                 }
             })
@@ -287,6 +289,10 @@ pub fn spawn(app: App, node: String) -> JoinHandle<()> {
                 requests_total: now.1.total(),
                 in_flight: app.in_flight.current(),
                 degrade: app.degrade.level(),
+                unconfirmed: app
+                    .market
+                    .cluster()
+                    .map_or(0, |cluster| cluster.unconfirmed()),
             };
             last = now;
             let point = Point {

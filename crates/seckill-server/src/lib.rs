@@ -6,6 +6,7 @@ pub mod auth;
 pub mod breaker;
 mod client_body;
 pub mod client_ip;
+pub mod clock;
 pub mod cluster;
 mod connections;
 pub mod cors;

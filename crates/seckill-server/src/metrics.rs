@@ -174,6 +174,13 @@ impl Metrics {
             }
         }
         metrics::gauge!("seckill_http_requests_in_flight").set(in_flight as f64);
+        if let Some(skew) = market.clock().skew_seconds() {
+            metrics::gauge!("seckill_clock_skew_seconds").set(skew);
+        }
+        if let Some(cluster) = market.cluster() {
+            metrics::counter!("seckill_purchases_unconfirmed_total")
+                .absolute(cluster.unconfirmed());
+        }
         self.upkeep();
         let mut text = self.prometheus.render();
         self.write_tallies(&mut text);

@@ -122,8 +122,12 @@ fn error_schema(codes: &[&str]) -> ObjectBuilder {
         .additional_properties(closed())
 }
 
-/// One documented answer per status among `codes`, listing its codes.
-fn error_responses(codes: &[ErrorCode]) -> BTreeMap<String, RefOr<Response>> {
+/// One documented answer per status among `codes`, listing its codes,
+/// then the operation's note on that status, if any.
+fn error_responses(
+    codes: &[ErrorCode],
+    notes: &[(u16, &str)],
+) -> BTreeMap<String, RefOr<Response>> {
     let mut by_status: BTreeMap<u16, Vec<ErrorCode>> = BTreeMap::new();
     for &code in codes {
         by_status
@@ -135,11 +139,15 @@ fn error_responses(codes: &[ErrorCode]) -> BTreeMap<String, RefOr<Response>> {
         .into_iter()
         .map(|(status, codes)| {
             let names: Vec<&str> = codes.iter().map(|code| code.as_str()).collect();
-            let description = names
+            let mut description = names
                 .iter()
                 .map(|name| format!("`{name}`"))
                 .collect::<Vec<_>>()
                 .join(", ");
+            for (_, note) in notes.iter().filter(|(noted, _)| *noted == status) {
+                description.push_str(". ");
+                description.push_str(note);
+            }
             let content = ContentBuilder::new()
                 .schema(Some(error_schema(&names)))
                 .build();
@@ -158,19 +166,26 @@ fn error_responses(codes: &[ErrorCode]) -> BTreeMap<String, RefOr<Response>> {
         .collect()
 }
 
-/// `errors! { Name = [Code, …]; … }`: the error answers an operation
-/// documents, as a type its `#[utoipa::path]` lists among its responses.
+/// `errors! { Name = [Code, …] (STATUS: "note")…; … }`: the error answers
+/// an operation documents, as a type its `#[utoipa::path]` lists among its
+/// responses, with a note on a status where the codes do not say enough.
 macro_rules! errors {
-    ($($name:ident = [$($code:ident),* $(,)?];)*) => {$(
+    ($($name:ident = [$($code:ident),* $(,)?] $(($status:literal: $note:expr))*;)*) => {$(
         pub struct $name;
 
         impl IntoResponses for $name {
             fn responses() -> BTreeMap<String, RefOr<Response>> {
-                error_responses(&[$(ErrorCode::$code),*])
+                error_responses(&[$(ErrorCode::$code),*], &[$(($status, $note)),*])
             }
         }
     )*};
 }
+
+/// What a 503 to a purchase may mean.
+const PURCHASE_UNAVAILABLE: &str = "A 503 on purchase may have reserved: a cluster's \
+    durability wait can fall short after Redis took the units, and a purchase can run out \
+    of time while its reservation is being made. Retry with the same `Idempotency-Key`: \
+    it gets the earlier answer (the order) even once the sale has sold out or ended.";
 
 // Every API route may be rate limited (429) or refused while overloaded,
 // degraded or out of time (503); one that takes a body gets 408 when the
@@ -189,7 +204,7 @@ errors! {
         BadRequest, Unauthorized, PurchaseTokenRequired, PurchaseTokenInvalid, NotFound,
         PayloadTooLarge, RequestTimeout, SoldOut, LimitReached, NotStarted, Ended, RateLimited,
         Unavailable,
-    ];
+    ] (503: PURCHASE_UNAVAILABLE);
     ListOrdersErrors = [BadRequest, Unauthorized, RateLimited, Unavailable];
     OrderErrors = [BadRequest, Unauthorized, NotFound, RateLimited, Unavailable];
     PayErrors = [

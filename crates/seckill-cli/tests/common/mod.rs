@@ -41,6 +41,8 @@ pub struct Seckill {
     api: Option<Api>,
     /// More `serve` flags, kept across restarts.
     flags: Vec<String>,
+    /// More environment variables of the process, kept across restarts.
+    env: Vec<(String, String)>,
 }
 
 struct Process {
@@ -56,23 +58,36 @@ impl Seckill {
 
     /// [`Seckill::start`] with more `serve` flags.
     pub async fn start_with(flags: &[&str]) -> Self {
-        let unique = unique_suffix();
-        Self::start_with_secrets(
-            format!("jwt-secret-for-tests-{unique}-0123456789abcdef").into(),
-            format!("admin-token-for-tests-{unique}-fedcba9876543210").into(),
-            flags,
-        )
-        .await
+        Self::start_in(flags, &[]).await
     }
 
     /// Another node for `other`'s users and operator: a fresh data dir with
     /// `other`'s JWT secret and admin token, as the nodes behind one load
     /// balancer have.
     pub async fn start_like(other: &Seckill, flags: &[&str]) -> Self {
+        Self::start_like_in(other, flags, &[]).await
+    }
+
+    /// [`Seckill::start_like`] with more environment variables (e.g. a
+    /// faked clock).
+    pub async fn start_like_in(other: &Seckill, flags: &[&str], env: &[(&str, &str)]) -> Self {
         Self::start_with_secrets(
             Arc::clone(&other.jwt_secret),
             Arc::clone(&other.admin_token),
             flags,
+            env,
+        )
+        .await
+    }
+
+    /// [`Seckill::start_with`] with more environment variables.
+    pub async fn start_in(flags: &[&str], env: &[(&str, &str)]) -> Self {
+        let unique = unique_suffix();
+        Self::start_with_secrets(
+            format!("jwt-secret-for-tests-{unique}-0123456789abcdef").into(),
+            format!("admin-token-for-tests-{unique}-fedcba9876543210").into(),
+            flags,
+            env,
         )
         .await
     }
@@ -81,6 +96,7 @@ impl Seckill {
         jwt_secret: Arc<str>,
         admin_token: Arc<str>,
         flags: &[&str],
+        env: &[(&str, &str)],
     ) -> Self {
         let mut seckill = Self {
             dir: tempfile::tempdir().expect("create a temporary data dir"),
@@ -89,6 +105,10 @@ impl Seckill {
             process: None,
             api: None,
             flags: flags.iter().map(|flag| flag.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
         };
         seckill.spawn().await;
         seckill
@@ -200,6 +220,7 @@ impl Seckill {
             .env_remove("SECKILL_DATA_DIR")
             .env_remove("SECKILL_REDIS_URL")
             .env_remove("SECKILL_DATABASE_URL")
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -17,11 +17,13 @@
 //! pipeline never spans a reconnect, so the wait cannot land on a fresh
 //! connection that has written nothing.
 //!
-//! A wait that falls short is reported as `Unavailable` (503), but the
-//! reservation was made: the stream entry exists, the consumer turns it into
-//! an order, and the buyer who heard 503 finds it in their orders (it
-//! expires unpaid if nobody pays), as with a purchase cut off by the request
-//! time limit. No 202 is ever given for a reservation that was not waited on.
+//! A wait that falls short is a 503 (`Unavailable`; after a reservation,
+//! `Unconfirmed`), but the reservation was made: the stream entry exists,
+//! the consumer turns it into an order, and the buyer who heard 503 finds
+//! it in their orders (it expires unpaid if nobody pays) or gets it back
+//! by retrying with the same Idempotency-Key, as with a purchase cut off by
+//! the request time limit. No 202 is ever given for a reservation that was
+//! not waited on.
 
 use super::AuthorityError;
 use redis::Value;

@@ -12,6 +12,7 @@ pub mod keys;
 pub use durability::Durability;
 pub use events::{StockEvent, StockEvents};
 
+use crate::clock::AuthorityClock;
 use crate::queue::{self, QueuedReservation};
 use durability::Wait;
 use keys::SaleKeys;
@@ -19,7 +20,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, Value};
 use seckill_core::{OrderId, Sale, SaleId, Timestamp, UserId};
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 static CREATE_SALE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("create_sale.lua")));
@@ -36,6 +37,12 @@ pub enum AuthorityError {
     /// buyer heard 503, and the consumer turns it into an order.
     #[error("the stock authority is unavailable: {0}")]
     Unavailable(String),
+    /// A purchase Redis reserved (or answered again for its key) whose
+    /// durability wait then fell short: a 503 like `Unavailable`, but the
+    /// reservation stands, and a retry with the same Idempotency-Key gets
+    /// it back.
+    #[error("reserved, but not yet as durable as asked: {0}")]
+    Unconfirmed(String),
     /// The settings cannot keep their promise (bad URL, durability that the
     /// server cannot give): refuse to start.
     #[error("stock authority settings: {0}")]
@@ -141,6 +148,12 @@ impl ReserveOutcome {
         }
     }
 
+    /// Whether the buyer holds a reservation after this answer (made now,
+    /// or earlier for the same key).
+    pub fn holds_reservation(&self) -> bool {
+        matches!(self, Self::Reserved { .. } | Self::Duplicate { .. })
+    }
+
     /// Whether the answer was decided by the stock (taken, or none left),
     /// as opposed to the user, the key or the clock.
     pub fn decided_by_stock(&self) -> bool {
@@ -181,6 +194,8 @@ struct Inner {
     conn: ConnectionManager,
     wait: Wait,
     timeout: Duration,
+    /// Redis' clock, read with every heartbeat.
+    clock: Arc<AuthorityClock>,
 }
 
 impl RedisAuthority {
@@ -211,6 +226,7 @@ impl RedisAuthority {
                 conn,
                 wait,
                 timeout: config.timeout,
+                clock: Arc::default(),
             }),
         })
     }
@@ -244,16 +260,23 @@ impl RedisAuthority {
             request.order_id.to_string(),
             request.idempotency_key.unwrap_or_default().to_string(),
         ];
-        let reply = self
-            .write(
+        let (reply, waited) = self
+            .eval(
                 request.sale_id,
                 "reserve",
                 &RESERVE,
                 &[&keys.sale, &keys.buyers, &keys.keys, &keys.reservations],
                 &args,
+                self.inner.wait,
             )
             .await?;
-        parse_reserve(reply)
+        let outcome = parse_reserve(reply)?;
+        match waited {
+            Err(AuthorityError::Unavailable(short)) if outcome.holds_reservation() => {
+                Err(AuthorityError::Unconfirmed(short))
+            }
+            waited => waited.map(|()| outcome),
+        }
     }
 
     /// Puts an order's units back on sale (expiry, cancellation). Safe to
@@ -308,11 +331,13 @@ impl RedisAuthority {
     }
 
     /// Marks `node_id` alive for `ttl`, drops expired nodes, and returns how
-    /// many are alive (this one included). See `crate::nodes`.
+    /// many are alive (this one included). See `crate::nodes`. The answer
+    /// carries Redis' time, which [`RedisAuthority::clock`] takes.
     pub async fn heartbeat(&self, node_id: &str, ttl: Duration) -> Result<u64, AuthorityError> {
         let ttl_ms = ttl.as_millis().to_string();
         let mut conn = self.inner.conn.clone();
-        let live: i64 = bounded(
+        let sent = Instant::now();
+        let (live, now): (i64, i64) = bounded(
             self.inner.timeout,
             HEARTBEAT
                 .key(keys::NODES)
@@ -321,7 +346,16 @@ impl RedisAuthority {
                 .invoke_async(&mut conn),
         )
         .await?;
+        self.inner
+            .clock
+            .record(sent, Timestamp::from_millis(now), Instant::now());
         Ok(u64::try_from(live).unwrap_or(0))
+    }
+
+    /// Redis' clock as this process knows it: the cluster's one clock for
+    /// deadlines and sale phases (`crate::clock`).
+    pub fn clock(&self) -> &Arc<AuthorityClock> {
+        &self.inner.clock
     }
 
     /// Removes `node_id` from the live nodes at once (a clean shutdown), so
@@ -402,8 +436,10 @@ impl RedisAuthority {
         keys: &[&str],
         args: &[String],
     ) -> Result<Value, AuthorityError> {
-        self.eval(sale_id, op, script, keys, args, self.inner.wait)
-            .await
+        let (reply, waited) = self
+            .eval(sale_id, op, script, keys, args, self.inner.wait)
+            .await?;
+        waited.map(|()| reply)
     }
 
     /// Runs a script that only reads: nothing to make durable, no wait.
@@ -415,8 +451,10 @@ impl RedisAuthority {
         keys: &[&str],
         args: &[String],
     ) -> Result<Value, AuthorityError> {
-        self.eval(sale_id, op, script, keys, args, Wait::Nothing)
-            .await
+        let (reply, _) = self
+            .eval(sale_id, op, script, keys, args, Wait::Nothing)
+            .await?;
+        Ok(reply)
     }
 
     /// One plain command of `op` on the shared connection, under the time
@@ -432,9 +470,10 @@ impl RedisAuthority {
         bounded(self.inner.timeout, command.query_async(&mut conn)).await
     }
 
-    /// EVALSHA, then `wait`'s command in the same pipeline. A script Redis
-    /// does not know (it restarted, or its scripts were flushed) is loaded
-    /// and the pipeline sent again.
+    /// EVALSHA, then `wait`'s command in the same pipeline: the script's
+    /// reply, and whether the wait was met (the script ran either way). A
+    /// script Redis does not know (it restarted, or its scripts were
+    /// flushed) is loaded and the pipeline sent again.
     async fn eval(
         &self,
         sale_id: &SaleId,
@@ -443,7 +482,7 @@ impl RedisAuthority {
         keys: &[&str],
         args: &[String],
         wait: Wait,
-    ) -> Result<Value, AuthorityError> {
+    ) -> Result<(Value, Result<(), AuthorityError>), AuthorityError> {
         count_call(sale_id, op);
         let mut evalsha = redis::cmd("EVALSHA");
         evalsha
@@ -470,8 +509,8 @@ impl RedisAuthority {
         let reply = replies
             .next()
             .ok_or_else(|| AuthorityError::Protocol("no reply to the script".into()))?;
-        wait.check(replies.next().as_ref())?;
-        Ok(reply)
+        let waited = wait.check(replies.next().as_ref());
+        Ok((reply, waited))
     }
 }
 

@@ -96,8 +96,8 @@ pub struct ExpiredOrder {
     pub released: ReleasedUnits,
 }
 
-/// An order cancelled or expired, and when (by the clock of the node that
-/// changed it).
+/// An order cancelled or expired, and when (by Redis' clock as the node
+/// that changed it knew it, `crate::clock`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleasedOrder {
     pub order: ExpiredOrder,

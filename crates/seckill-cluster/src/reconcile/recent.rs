@@ -24,9 +24,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How far before the last pass's start a pass looks again: `released_at`
-/// is read from the clock of the node that changed the order before its
-/// transaction committed, so it may lag behind a pass by the skew between
-/// clocks plus the commit's time.
+/// is read (from Redis' clock as the node that changed the order knows it,
+/// `crate::clock`) before its transaction committed, so it may lag behind
+/// a pass by the commit's time and the nodes' small uncertainty.
 const OVERLAP: Duration = Duration::from_secs(10);
 /// Orders read per query.
 const PAGE: usize = 1000;
@@ -49,7 +49,7 @@ impl RecentReleases {
     /// database is made again whole. A sale Redis does not know is left to
     /// `seckill reconcile`.
     pub async fn repair(&self) -> Result<Vec<Repair>, ReconcileError> {
-        let started = Timestamp::now();
+        let started = self.redis.clock().now();
         let since = self
             .redis
             .releases_checked()

@@ -10,11 +10,12 @@ mod purchase;
 pub use live_sale::{LiveSale, SaleUnits};
 pub use purchase::{Purchase, Receipt};
 
+use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::error::ApiResult;
 use crate::prebuilt::CachedJson;
 use bytes::Bytes;
-use seckill_core::{NewSale, Sale, SaleId, Timestamp};
+use seckill_core::{NewSale, Sale, SaleId};
 use seckill_store::{ReleasedUnits, Snapshot, Store, StoreResult};
 use std::sync::{Arc, RwLock};
 
@@ -25,6 +26,8 @@ pub struct Market {
     store: Arc<dyn Store>,
     /// Set in cluster mode: purchases go to Redis.
     cluster: Option<Arc<Cluster>>,
+    /// This process' clock, or in cluster mode Redis'.
+    clock: Clock,
 }
 
 /// Every sale by id. Hashed with foldhash, not SipHash: looking a sale up
@@ -74,16 +77,25 @@ impl Market {
             held,
             "stock rebuilt from the stored orders"
         );
+        let clock = cluster.as_ref().map_or(Clock::Local, |cluster| {
+            Clock::Authority(Arc::clone(cluster.clock()))
+        });
         Self {
             listing: RwLock::new(Arc::new(listing_of(&sales))),
             sales: RwLock::new(sales),
             store,
             cluster,
+            clock,
         }
     }
 
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         self.cluster.as_ref()
+    }
+
+    /// The clock sale phases and times are judged by (`crate::clock`).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -123,7 +135,7 @@ impl Market {
 
     /// Validates, stores durably, then opens the sale in memory.
     pub async fn create_sale(&self, new_sale: NewSale) -> ApiResult<Arc<LiveSale>> {
-        let sale = new_sale.validate(SaleId::generate(), Timestamp::now())?;
+        let sale = new_sale.validate(SaleId::generate(), self.clock.now())?;
         self.store.create_sale(&sale).await?;
         Ok(self.adopt(sale))
     }

@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use seckill_core::{ErrorCode, SalePhase, Timestamp};
+use seckill_core::{ErrorCode, SalePhase};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -69,7 +69,7 @@ pub(crate) fn triage(app: &AppState, sale_id: &str, headers: &HeaderMap) -> Tria
             return Triage::Refused(error.into_response(), code);
         }
     };
-    let (code, answer): (ErrorCode, fn() -> Response) = match sale.sale.phase(Timestamp::now()) {
+    let (code, answer): (ErrorCode, fn() -> Response) = match app.market.clock().phase(&sale.sale) {
         SalePhase::Upcoming => (ErrorCode::NotStarted, canned::not_started),
         SalePhase::Ended => (ErrorCode::Ended, canned::ended),
         SalePhase::Open if sale.stock.is_sold_out() => (ErrorCode::SoldOut, canned::sold_out),
@@ -171,7 +171,7 @@ async fn reserve(
             .get(PURCHASE_TOKEN_HEADER)
             .map(HeaderValue::as_bytes);
         app.purchase_tokens
-            .check(&sale.sale.id, &user, token, Timestamp::now())?;
+            .check(&sale.sale.id, &user, token, app.market.clock().now())?;
     }
     let request = json_body::<PurchaseBody>(body).await?.unwrap_or_default();
     let quantity = sale.sale.check_quantity(request.quantity)?;

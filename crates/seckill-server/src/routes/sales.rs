@@ -112,7 +112,7 @@ pub async fn stock(State(app): State<App>, Id(id): Id) -> ApiResult<Response> {
 pub(crate) fn stock_answer(app: &AppState, id: &str) -> ApiResult<Response> {
     let sale = find(app, id)?;
     let remaining = sale.stock.remaining();
-    let state = sale.sale.stock_state(Timestamp::now(), remaining);
+    let state = StockState::of(app.market.clock().phase(&sale.sale), remaining);
     let body = sale.stock_json(remaining, state);
     Ok(prebuilt::json(StatusCode::OK, &STOCK_HEADERS, body))
 }
@@ -172,8 +172,8 @@ pub async fn purchase_token(
 ) -> ApiResult<Response> {
     let sale = find(&app, &id)?;
     let user = app.auth.user(&headers)?;
-    let now = Timestamp::now();
-    match sale.sale.phase(now) {
+    let now = app.market.clock().now();
+    match app.market.clock().phase(&sale.sale) {
         // The purchase's own refusals, word for word.
         SalePhase::Upcoming => return Ok(canned::not_started()),
         SalePhase::Ended => return Ok(canned::ended()),

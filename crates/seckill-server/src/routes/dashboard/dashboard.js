@@ -312,6 +312,7 @@ function renderSnapshot(snapshot) {
   $("requests-total").textContent = `${whole(requests)} answered`;
   $("reserved-total").textContent = `${whole(snapshot.orders.reserved + snapshot.orders.paid)} units held`;
   $("in-flight").textContent = whole(snapshot.nodes.reduce((a, n) => a + n.in_flight, 0));
+  $("unconfirmed").textContent = whole(snapshot.nodes.reduce((a, n) => a + n.unconfirmed, 0));
   const degrade = snapshot.nodes.map((n) => n.degrade).sort().pop() || "normal";
   $("degrade").className = `pill ${degrade}`;
   $("degrade").textContent = degrade.replace("_", " ");
