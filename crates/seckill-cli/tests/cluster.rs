@@ -1098,7 +1098,8 @@ async fn split_brain(
     let sold = sold_on(new_primary, &sale).await;
     eprintln!(
         "{test}: {} 202s, {} 503s, {} rows, {} entries and sold {sold} on the new primary; \
-         the deposed primary held {held_alone} entries alone, {} of them became rows; \
+         0.5 s after it resumed the deposed primary held {held_alone} entries alone; \
+         {} rows are of entries the new primary lacks; \
          reads refused as unconfirmed: {unconfirmed}",
         outcome.reserved.len(),
         outcome.unavailable,

@@ -411,7 +411,9 @@ impl RedisAuthority {
     }
 
     fn noted<T>(&self, result: Result<T, AuthorityError>) -> Result<T, AuthorityError> {
-        if let Err(AuthorityError::Unavailable(_)) = &result {
+        if let Err(AuthorityError::Unavailable(_)) = &result
+            && self.inner.primary.may_move()
+        {
             let authority = self.clone();
             tokio::spawn(async move { authority.follow_primary().await });
         }

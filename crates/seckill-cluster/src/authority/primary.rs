@@ -145,10 +145,15 @@ impl Primary {
             .clone()
     }
 
+    /// Whether the primary can move: it is asked of Sentinel.
+    pub(super) fn may_move(&self) -> bool {
+        matches!(self.locator, Locator::Sentinel(_))
+    }
+
     /// Asks where the primary is now (Sentinel only; one lookup at a time,
     /// at most one per `LOOKUP_GAP`) and moves there if it changed.
     pub(super) async fn follow(&self) {
-        if matches!(self.locator, Locator::Fixed(_)) {
+        if !self.may_move() {
             return;
         }
         let Ok(mut last) = self.lookup.try_lock() else {
