@@ -194,7 +194,11 @@ impl Consumer {
             &self.claim_cursor,
             StreamAutoClaimOptions::default().count(self.config.batch_size),
         );
-        let reply: StreamAutoClaimReply = self.confirmed(read).await?;
+        let reply: StreamAutoClaimReply = self
+            .confirmed(read, |reply: &StreamAutoClaimReply| {
+                reply.claimed.is_empty()
+            })
+            .await?;
         self.claim_cursor = reply.next_stream_id;
         if !reply.claimed.is_empty() {
             metrics::counter!("seckill_consumer_reclaimed_total", "sale" => self.sale.to_string())
@@ -214,7 +218,14 @@ impl Consumer {
         }
         let mut read = redis::pipe();
         read.xread_options(&[&self.stream], &[">"], &options);
-        let reply: Option<StreamReadReply> = self.confirmed(read).await?;
+        let reply: Option<StreamReadReply> = self
+            .confirmed(read, |reply: &Option<StreamReadReply>| {
+                reply
+                    .iter()
+                    .flat_map(|reply| &reply.keys)
+                    .all(|key| key.ids.is_empty())
+            })
+            .await?;
         Ok(reply
             .into_iter()
             .flat_map(|reply| reply.keys)
@@ -225,8 +236,12 @@ impl Consumer {
     /// Runs `read` (one command) with the durability wait after it in the
     /// same pipeline (a pipeline never spans a reconnect, so the wait is for
     /// this read's connection), and returns what it read only if the wait
-    /// confirms it; see the module docs.
-    async fn confirmed<T: FromRedisValue>(&mut self, mut read: redis::Pipeline) -> RedisResult<T> {
+    /// confirms it or it read nothing; see the module docs.
+    async fn confirmed<T: FromRedisValue>(
+        &mut self,
+        mut read: redis::Pipeline,
+        read_nothing: impl Fn(&T) -> bool,
+    ) -> RedisResult<T> {
         let (wait, limit) = self.wait;
         if let Some(command) = wait.command(limit) {
             read.add_command(command);
@@ -235,15 +250,15 @@ impl Consumer {
             .query_async::<Vec<Value>>(&mut self.redis)
             .await?
             .into_iter();
-        let reply = replies.next().unwrap_or(Value::Nil);
-        if let Err(error) = wait.check(replies.next().as_ref()) {
-            return Err(RedisError::from((
+        let reply: T = redis::from_redis_value(replies.next().unwrap_or(Value::Nil))?;
+        match wait.check(replies.next().as_ref()) {
+            Err(error) if !read_nothing(&reply) => Err(RedisError::from((
                 ErrorKind::Client,
                 "entries not confirmed as durable; they stay pending",
                 error.to_string(),
-            )));
+            ))),
+            _ => Ok(reply),
         }
-        Ok(redis::from_redis_value(reply)?)
     }
 
     /// Inserts the entries' reservations and acknowledges them; see the
