@@ -191,9 +191,9 @@ struct Inner {
 
 impl RedisAuthority {
     /// Connects, and checks that the server can give `durability` (else
-    /// `Config`, so the node refuses to start).
-    /// A primary without the replicas `replicas:N` needs, or none named by
-    /// Sentinel yet, is `Unavailable`: worth waiting for.
+    /// `Config`, so the node refuses to start). A primary with fewer
+    /// replicas in sync than `replicas:N` needs, or none named by Sentinel
+    /// yet, is `Unavailable`: worth waiting for.
     pub async fn connect(config: AuthorityConfig) -> Result<Self, AuthorityError> {
         let primary = Primary::connect(&config.url, config.timeout).await?;
         let wait = bounded(
@@ -372,19 +372,19 @@ impl RedisAuthority {
 
     /// The client of the current primary, for the connections of the
     /// stream consumers (a blocking read needs a connection of its own).
-    pub fn client(&self) -> redis::Client {
+    pub(crate) fn client(&self) -> redis::Client {
         self.inner.primary.client()
     }
 
     /// Changes each time the primary moves (Sentinel): connections opened
     /// from [`RedisAuthority::client`] are to be opened again.
-    pub fn primary_moves(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub(crate) fn primary_moves(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.primary.moves()
     }
 
     /// After a failure that may mean the primary moved: asks Sentinel
     /// where it is now and moves there (nothing for a fixed address).
-    pub async fn follow_primary(&self) {
+    pub(crate) async fn follow_primary(&self) {
         self.inner.primary.follow().await;
     }
 
@@ -481,7 +481,7 @@ impl RedisAuthority {
             .arg(args);
         let mut pipe = redis::pipe();
         pipe.add_command(evalsha);
-        if let Some(wait) = wait.command(self.inner.timeout / 2) {
+        if let Some(wait) = wait.command(self.durability_wait().1) {
             pipe.add_command(wait);
         }
         let mut conn = self.inner.primary.conn();
