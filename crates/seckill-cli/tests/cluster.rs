@@ -1117,6 +1117,12 @@ async fn split_brain(
         "acknowledged reservations lost in the failover: {unacknowledged_lost:?}"
     );
     assert!(sold <= stock, "sold {sold} of {stock}");
+    // Every row holds one unit (none paid, cancelled or expired yet).
+    assert!(
+        rows.len() as u64 <= sold,
+        "{} orders for {sold} units the new primary sold",
+        rows.len()
+    );
     Some((set, db, nodes, sale, outcome.reserved))
 }
 
