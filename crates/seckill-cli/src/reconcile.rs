@@ -23,7 +23,8 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Args)]
 pub struct ReconcileArgs {
-    /// The stock authority: redis://HOST:PORT (as given to the nodes).
+    /// The stock authority: redis://HOST:PORT or
+    /// redis+sentinel://HOST:PORT[,HOST:PORT…]/SERVICE_NAME (as given to the nodes).
     #[arg(long, env = "SECKILL_REDIS")]
     redis: String,
     /// The order store: postgres://… or mysql://… (as given to the nodes).

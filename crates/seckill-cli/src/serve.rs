@@ -78,7 +78,8 @@ pub struct ServeArgs {
 /// a cluster (Redis holds the stock, the database the orders).
 #[derive(Args)]
 struct ClusterArgs {
-    /// Redis, the stock authority: `redis://HOST:PORT[/DB]` [default: embedded mode].
+    /// Redis, the stock authority: `redis://HOST:PORT[/DB]`, or
+    /// `redis+sentinel://HOST:PORT[,HOST:PORT…]/SERVICE_NAME` [default: embedded mode].
     #[arg(long, env = "SECKILL_REDIS", requires = "database")]
     redis: Option<String>,
     /// The order database: `postgres://…` or `mysql://…` (needs --redis).

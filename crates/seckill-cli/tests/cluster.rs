@@ -15,12 +15,15 @@ mod common;
 mod private_redis;
 #[path = "../../seckill-cluster/tests/common/relay.rs"]
 mod relay;
+#[path = "../../seckill-cluster/tests/common/sentinels.rs"]
+mod sentinels;
 
 use common::nginx::{Nginx, address_of, nginx_binary};
 use common::*;
 use futures::StreamExt;
 use private_redis::PrivateRedis;
 use relay::Relay;
+use sentinels::Sentinels;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 use std::collections::HashSet;
@@ -270,23 +273,7 @@ impl Cluster {
 
     /// `seckill reconcile` finds Redis and the database in agreement.
     fn assert_reconciled(&self, sale: &str) {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
-            .args([
-                "reconcile",
-                "--redis",
-                &self.redis.url(),
-                "--database",
-                &self.db.url,
-            ])
-            .args(["--sale", sale])
-            .output()
-            .expect("run seckill reconcile");
-        assert!(
-            output.status.success(),
-            "reconcile: {}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_reconciled(&self.redis.url(), &self.db.url, sale);
     }
 
     /// Buys on with fresh users through `api` until Redis says sold out,
@@ -312,6 +299,22 @@ impl Cluster {
         }
         self.db.remove().await;
     }
+}
+
+/// `seckill reconcile` finds the Redis at `redis` and the database at
+/// `database` in agreement about the sale.
+fn assert_reconciled(redis: &str, database: &str, sale: &str) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
+        .args(["reconcile", "--redis", redis, "--database", database])
+        .args(["--sale", sale])
+        .output()
+        .expect("run seckill reconcile");
+    assert!(
+        output.status.success(),
+        "reconcile: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Waits until the node has joined the cluster and is ready: it listens
@@ -1274,5 +1277,279 @@ async fn a_503_after_a_short_durability_wait_is_counted_and_a_keyed_retry_gets_i
     node.stop().await;
     drop(replica);
     drop(primary);
+    db.remove().await;
+}
+
+// ---------------------------------------------------------------------------
+// Failover: a primary, a replica and three sentinels
+// ---------------------------------------------------------------------------
+
+/// The order ids in the sale's stream on the Redis at `port`.
+async fn stream_orders(port: u16, sale: &str) -> HashSet<String> {
+    let reply: redis::streams::StreamRangeReply = sentinels::query(
+        port,
+        redis::cmd("XRANGE")
+            .arg(format!("seckill:{{{sale}}}:reservations"))
+            .arg("-")
+            .arg("+"),
+    )
+    .await
+    .expect("XRANGE");
+    reply
+        .ids
+        .iter()
+        .filter_map(|entry| entry.get::<String>("order_id"))
+        .collect()
+}
+
+/// `sold` of the sale on the Redis at `port`.
+async fn sold_on(port: u16, sale: &str) -> u64 {
+    sentinels::query::<Option<u64>>(
+        port,
+        redis::cmd("HGET")
+            .arg(format!("seckill:{{{sale}}}:sale"))
+            .arg("sold"),
+    )
+    .await
+    .expect("HGET sold")
+    .unwrap_or(0)
+}
+
+/// Fresh users buy one unit each through `apis`, a few at a time, until
+/// `stop` says so.
+async fn rush_until(
+    apis: Vec<Api>,
+    sale: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Outcome {
+    let mut all = Outcome::default();
+    let mut round = 0;
+    while !*stop.borrow() {
+        let outcome = crowd(&apis, &sale, &format!("rush{round}"), 20, 4, true).await;
+        all.reserved.extend(outcome.reserved);
+        all.sold_out += outcome.sold_out;
+        all.unavailable += outcome.unavailable;
+        round += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    all
+}
+
+/// A split brain: mid-rush the primary stops (SIGSTOP) for 7 s, Sentinel
+/// promotes the replica, then the old primary resumes (and runs what its
+/// clients had sent it meanwhile) until Sentinel makes it a replica of the
+/// new one, which drops whatever it wrote alone. Nodes with
+/// `--redis-durability replicas:1` reach Redis through `url` (the
+/// sentinels, or the first primary's own address). Whatever the nodes
+/// did, no reservation written on the deposed primary alone may become an
+/// order: every order row is an entry of the new primary, every 202 too,
+/// and the new primary never sold more than the stock. Returns the
+/// cluster for more checks, with the sale and the 202s.
+async fn split_brain(
+    test: &str,
+    stock: u64,
+    sentinel_url: bool,
+) -> Option<(Sentinels, OrderDb, Vec<Seckill>, String, HashSet<String>)> {
+    let db = OrderDb::create(POSTGRES, test).await?;
+    let Some(set) = Sentinels::start().await else {
+        assert!(
+            std::env::var("SECKILL_TEST_REDIS_URL").is_err(),
+            "redis-server is missing and SECKILL_TEST_REDIS_URL is set"
+        );
+        return None;
+    };
+    let url = if sentinel_url {
+        set.url()
+    } else {
+        set.primary.url()
+    };
+    let buffer = BUFFER.to_string();
+    let flags = [
+        "--redis",
+        &url,
+        "--database",
+        &db.url,
+        "--buffer",
+        &buffer,
+        "--redis-durability",
+        "replicas:1",
+    ];
+    let first = Seckill::start_with(&flags).await;
+    let second = Seckill::start_like(&first, &flags).await;
+    let nodes = vec![first, second];
+    for node in &nodes {
+        ready(node).await;
+    }
+    let sale = nodes[0]
+        .open_sale_with(json!({ "stock": stock, "per_user_limit": 1 }))
+        .await;
+    for node in &nodes {
+        let path = format!("/api/v1/sales/{sale}");
+        eventually(PATIENCE, "every node knows the sale", || async {
+            (node.get(&path, &Auth::None).await.status == StatusCode::OK).then_some(())
+        })
+        .await;
+    }
+    let apis: Vec<Api> = nodes.iter().map(Seckill::api).collect();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let rush = tokio::spawn(rush_until(apis, sale.clone(), stopped));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    set.primary.signal("STOP");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    set.primary.signal("CONT");
+    // What the old primary ran after it resumed, before Sentinel makes it
+    // a replica (for the record: it varies from run to run).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deposed_held = stream_orders(set.primary.port, &sale).await;
+    set.until_failed_over().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.send_replace(true);
+    let outcome = rush.await.unwrap();
+
+    let new_primary = set.replica.port;
+    let kept = stream_orders(new_primary, &sale).await;
+    let rows = db.order_ids(&sale).await;
+    let deposed: Vec<&String> = rows.difference(&kept).collect();
+    let held_alone = deposed_held.difference(&kept).count();
+    let unconfirmed: usize = nodes
+        .iter()
+        .map(|node| {
+            node.log()
+                .matches("entries not confirmed as durable")
+                .count()
+        })
+        .sum();
+    let unacknowledged_lost: Vec<&String> = outcome.reserved.difference(&kept).collect();
+    let sold = sold_on(new_primary, &sale).await;
+    eprintln!(
+        "{test}: {} 202s, {} 503s, {} rows, {} entries and sold {sold} on the new primary; \
+         0.5 s after it resumed the deposed primary held {held_alone} entries alone; \
+         {} rows are of entries the new primary lacks; \
+         reads refused as unconfirmed: {unconfirmed}",
+        outcome.reserved.len(),
+        outcome.unavailable,
+        rows.len(),
+        kept.len(),
+        deposed.len(),
+    );
+    assert!(
+        deposed.is_empty(),
+        "{} orders of reservations only the deposed primary had: {deposed:?}",
+        deposed.len()
+    );
+    assert!(
+        unacknowledged_lost.is_empty(),
+        "acknowledged reservations lost in the failover: {unacknowledged_lost:?}"
+    );
+    assert!(sold <= stock, "sold {sold} of {stock}");
+    // Every row holds one unit (none paid, cancelled or expired yet).
+    assert!(
+        rows.len() as u64 <= sold,
+        "{} orders for {sold} units the new primary sold",
+        rows.len()
+    );
+    Some((set, db, nodes, sale, outcome.reserved))
+}
+
+/// Nodes given the first primary's own address keep talking to it after
+/// the failover: whatever it took while deposed never becomes an order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deposed_primary_turns_no_reservation_into_an_order() {
+    let Some((set, db, mut nodes, sale, _)) = split_brain("deposed_primary", 3_000, false).await
+    else {
+        return;
+    };
+    // What the new primary holds and the rows agree (entries the nodes
+    // could not consume from the old address count as not yet consumed).
+    assert_reconciled(&set.replica.url(), &db.url, &sale);
+    for node in &mut nodes {
+        node.stop().await;
+    }
+    db.remove().await;
+}
+
+/// Nodes given the sentinels follow the promoted primary by themselves:
+/// purchases succeed again without a restart, the sale sells out exactly,
+/// every 202 becomes an order and reconcile (through Sentinel too) agrees.
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_follow_a_sentinel_failover_and_sell_exactly_the_stock() {
+    const STOCK: u64 = 3_000;
+    let Some((set, db, mut nodes, sale, mut reserved)) =
+        split_brain("sentinel_failover", STOCK, true).await
+    else {
+        return;
+    };
+    let apis: Vec<Api> = nodes.iter().map(Seckill::api).collect();
+    for (i, api) in apis.iter().enumerate() {
+        eventually(
+            Duration::from_secs(20),
+            "purchases succeed again",
+            || async {
+                let resp = api.purchase(&format!("after-{i}"), &sale).await;
+                (resp.status == StatusCode::ACCEPTED).then(|| resp.accepted(&sale))
+            },
+        )
+        .await;
+    }
+    let mut round = 0;
+    while sold_on(set.replica.port, &sale).await < STOCK {
+        assert!(round < 200, "the sale did not sell out");
+        let outcome = crowd(&apis, &sale, &format!("late{round}"), 400, 32, true).await;
+        reserved.extend(outcome.reserved);
+        round += 1;
+    }
+    assert_eq!(sold_on(set.replica.port, &sale).await, STOCK);
+    let rows = eventually(
+        Duration::from_secs(60),
+        "every order in the database",
+        || async {
+            let rows = db.order_ids(&sale).await;
+            (rows.len() >= STOCK as usize && reserved.is_subset(&rows)).then_some(rows)
+        },
+    )
+    .await;
+    assert_eq!(rows.len() as u64, STOCK, "order rows of the sale");
+    assert_reconciled(&set.url(), &db.url, &sale);
+    for node in &mut nodes {
+        node.stop().await;
+    }
+    db.remove().await;
+}
+
+/// A node started while the sentinels know no primary waits (not ready),
+/// still waits while the primary has no replica for `replicas:1`, and
+/// serves once it has one, without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_started_before_the_primary_waits_for_sentinel_and_a_replica() {
+    let Some(db) = OrderDb::create(POSTGRES, "sentinel_late").await else {
+        return;
+    };
+    let Some(mut set) = Sentinels::before_the_primary() else {
+        assert!(
+            std::env::var("SECKILL_TEST_REDIS_URL").is_err(),
+            "redis-server is missing and SECKILL_TEST_REDIS_URL is set"
+        );
+        return;
+    };
+    let flags = [
+        "--redis",
+        &set.url(),
+        "--database",
+        &db.url,
+        "--redis-durability",
+        "replicas:1",
+    ];
+    let mut node = Seckill::start_with(&flags).await;
+    assert_waiting(&node, "redis").await;
+    set.primary.restart().await;
+    eventually(PATIENCE, "Sentinel names the primary", || async {
+        let message = node.get("/readyz", &Auth::None).await.text();
+        message.contains("replicas online").then_some(())
+    })
+    .await;
+    assert_waiting(&node, "replicas").await;
+    set.start_replica().await;
+    assert_serves(&node).await;
+    node.stop().await;
     db.remove().await;
 }

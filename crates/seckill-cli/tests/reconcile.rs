@@ -52,7 +52,6 @@ fn report(output: &Output) -> Value {
 /// A new sale of 10 in Redis and the database, three orders of one unit
 /// made into rows; returns the sale and the orders with their users.
 async fn sale_with_orders(
-    redis_url: &str,
     redis: &RedisAuthority,
     store: &SqlOrders,
 ) -> (SaleId, Vec<(OrderId, UserId)>) {
@@ -86,12 +85,11 @@ async fn sale_with_orders(
             .expect("reserve");
         orders.push((order, user));
     }
-    let client = redis::Client::open(redis_url).expect(REDIS_URL);
     let config = ConsumerConfig {
         block: Duration::from_millis(50),
         ..ConsumerConfig::new("cli-test")
     };
-    let mut consumer = Consumer::new(&client, store.clone(), sale.id.clone(), config).unwrap();
+    let mut consumer = Consumer::new(redis, store.clone(), sale.id.clone(), config).unwrap();
     while consumer.step().await.expect("consume") > 0 {}
     (sale.id, orders)
 }
@@ -110,7 +108,7 @@ async fn reconcile_reports_a_crash_gap_and_repairs_it() {
             continue;
         };
         let store = SqlOrders::connect(&database_url).await.expect(var);
-        let (sale, orders) = sale_with_orders(&redis_url, &redis, &store).await;
+        let (sale, orders) = sale_with_orders(&redis, &store).await;
         let flags = [
             "--redis",
             &redis_url,

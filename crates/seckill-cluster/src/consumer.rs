@@ -8,6 +8,15 @@
 //! reclaimed by the others (`XAUTOCLAIM` once idle for `min_idle`) and
 //! inserted again, idempotently by order id, so each order exists once.
 //!
+//! An entry becomes an order only once the durability wait of the writes
+//! (`--redis-durability`, e.g. `WAIT N`) confirms it on the server it was
+//! read from, sent in the same pipeline as the read: a primary that a
+//! failover deposed (cut off from its replicas, or stopped and resumed)
+//! may still hold entries its replicas never got; the wait falls short
+//! there, the entries stay pending and vanish when the old primary rejoins
+//! as a replica, so a unit the new primary never counted is never an order.
+//! The consumer's connection follows the primary when it moves (Sentinel).
+//!
 //! Failures, and what becomes of the entry:
 //! - malformed (a field missing or unreadable): straight to the sale's
 //!   dead-letter stream, acknowledged;
@@ -19,6 +28,7 @@
 //!   outage never counts towards the dead-letter limit.
 
 use crate::authority::keys::SaleKeys;
+use crate::authority::{RedisAuthority, Wait};
 use crate::orders::{OrdersError, SqlOrders};
 use crate::stream::{self, ORDERS_GROUP};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -26,10 +36,11 @@ use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamInfoGroupsReply,
     StreamPendingCountReply, StreamReadOptions, StreamReadReply,
 };
-use redis::{AsyncCommands, RedisError, RedisResult, Value};
+use redis::{AsyncCommands, ErrorKind, FromRedisValue, RedisError, RedisResult, Value};
 use seckill_core::SaleId;
 use seckill_store::Reservation;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// How often the lag gauges are refreshed (one XINFO GROUPS call).
 const GAUGE_EVERY: Duration = Duration::from_secs(1);
@@ -72,6 +83,11 @@ pub struct Consumer {
     dead_letter: String,
     /// Its own connection: a blocking read holds it for up to `block`.
     redis: ConnectionManager,
+    authority: RedisAuthority,
+    /// Changes when the primary moves: `redis` is then opened again.
+    moves: watch::Receiver<u64>,
+    /// What confirms entries before they become orders, and its limit.
+    wait: (Wait, Duration),
     orders: SqlOrders,
     config: ConsumerConfig,
     group_ready: bool,
@@ -81,20 +97,25 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// A consumer of `sale`'s stream. Connects lazily: Redis may be down now.
+    /// A consumer of `sale`'s stream on `authority`'s primary. Connects
+    /// lazily: Redis may be down now.
     pub fn new(
-        redis: &redis::Client,
+        authority: &RedisAuthority,
         orders: SqlOrders,
         sale: SaleId,
         config: ConsumerConfig,
     ) -> RedisResult<Self> {
-        let connection = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.block + Duration::from_secs(2)));
+        let mut moves = authority.primary_moves();
+        moves.mark_unchanged();
+        let wait = authority.durability_wait();
         Ok(Self {
             stream: SaleKeys::new(&sale).reservations,
             dead_letter: SaleKeys::new(&sale).dead_letter,
             sale,
-            redis: ConnectionManager::new_lazy_with_config(redis.clone(), connection)?,
+            redis: connect(authority, &config, wait.1)?,
+            authority: authority.clone(),
+            moves,
+            wait,
             orders,
             config,
             group_ready: false,
@@ -111,6 +132,7 @@ impl Consumer {
                 Ok(_) => backoff.reset(),
                 Err(error) => {
                     tracing::warn!(sale = %self.sale, %error, "stream consumer: Redis failed, retrying");
+                    self.authority.follow_primary().await;
                     tokio::time::sleep(backoff.next()).await;
                 }
             }
@@ -121,6 +143,12 @@ impl Consumer {
     /// `block` when there is nothing to take over), store both. Returns how
     /// many entries it handled.
     pub async fn step(&mut self) -> RedisResult<usize> {
+        if self.moves.has_changed().unwrap_or(false) {
+            self.moves.mark_unchanged();
+            self.redis = connect(&self.authority, &self.config, self.wait.1)?;
+            self.group_ready = false;
+            self.claim_cursor = "0-0".into();
+        }
         if !self.group_ready {
             self.create_group().await?;
             self.group_ready = true;
@@ -157,16 +185,19 @@ impl Consumer {
 
     async fn reclaim(&mut self) -> RedisResult<Vec<StreamId>> {
         let min_idle = u64::try_from(self.config.min_idle.as_millis()).unwrap_or(u64::MAX);
+        let mut read = redis::pipe();
+        read.xautoclaim_options(
+            &self.stream,
+            ORDERS_GROUP,
+            &self.config.name,
+            min_idle,
+            &self.claim_cursor,
+            StreamAutoClaimOptions::default().count(self.config.batch_size),
+        );
         let reply: StreamAutoClaimReply = self
-            .redis
-            .xautoclaim_options(
-                &self.stream,
-                ORDERS_GROUP,
-                &self.config.name,
-                min_idle,
-                &self.claim_cursor,
-                StreamAutoClaimOptions::default().count(self.config.batch_size),
-            )
+            .confirmed(read, |reply: &StreamAutoClaimReply| {
+                reply.claimed.is_empty()
+            })
             .await?;
         self.claim_cursor = reply.next_stream_id;
         if !reply.claimed.is_empty() {
@@ -185,15 +216,49 @@ impl Consumer {
             let millis = usize::try_from(self.config.block.as_millis()).unwrap_or(usize::MAX);
             options = options.block(millis.max(1));
         }
+        let mut read = redis::pipe();
+        read.xread_options(&[&self.stream], &[">"], &options);
         let reply: Option<StreamReadReply> = self
-            .redis
-            .xread_options(&[&self.stream], &[">"], &options)
+            .confirmed(read, |reply: &Option<StreamReadReply>| {
+                reply
+                    .iter()
+                    .flat_map(|reply| &reply.keys)
+                    .all(|key| key.ids.is_empty())
+            })
             .await?;
         Ok(reply
             .into_iter()
             .flat_map(|reply| reply.keys)
             .flat_map(|key| key.ids)
             .collect())
+    }
+
+    /// Runs `read` (one command) with the durability wait after it in the
+    /// same pipeline (a pipeline never spans a reconnect, so the wait is for
+    /// this read's connection), and returns what it read only if the wait
+    /// confirms it or it read nothing; see the module docs.
+    async fn confirmed<T: FromRedisValue>(
+        &mut self,
+        mut read: redis::Pipeline,
+        read_nothing: impl Fn(&T) -> bool,
+    ) -> RedisResult<T> {
+        let (wait, limit) = self.wait;
+        if let Some(command) = wait.command(limit) {
+            read.add_command(command);
+        }
+        let mut replies = read
+            .query_async::<Vec<Value>>(&mut self.redis)
+            .await?
+            .into_iter();
+        let reply: T = redis::from_redis_value(replies.next().unwrap_or(Value::Nil))?;
+        match wait.check(replies.next().as_ref()) {
+            Err(error) if !read_nothing(&reply) => Err(RedisError::from((
+                ErrorKind::Client,
+                "entries not confirmed as durable; they stay pending",
+                error.to_string(),
+            ))),
+            _ => Ok(reply),
+        }
     }
 
     /// Inserts the entries' reservations and acknowledges them; see the
@@ -319,6 +384,18 @@ impl Consumer {
             .set((group.pending + undelivered) as f64);
         metrics::gauge!("seckill_consumer_queue_depth", "sale" => sale).set(undelivered as f64);
     }
+}
+
+/// A connection to the current primary whose replies may take a blocking
+/// read and a durability wait.
+fn connect(
+    authority: &RedisAuthority,
+    config: &ConsumerConfig,
+    wait: Duration,
+) -> RedisResult<ConnectionManager> {
+    let connection = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(config.block + wait + Duration::from_secs(2)));
+    ConnectionManager::new_lazy_with_config(authority.client(), connection)
 }
 
 /// Waits that double from `FIRST_BACKOFF` up to a cap.

@@ -21,6 +21,11 @@ use std::time::{Duration, Instant};
 
 const HOUR_MS: i64 = 3_600_000;
 
+/// The stock authority on the same Redis, which a consumer follows.
+async fn authority_of(client: &redis::Client) -> seckill_cluster::authority::RedisAuthority {
+    common::authority(&format!("redis://{}", client.get_connection_info().addr())).await
+}
+
 /// The fields of a reservation entry as the purchase script XADDs them.
 fn entry(sale: &SaleId, order: &OrderId, quantity: &str) -> [(&'static str, String); 7] {
     let now = now();
@@ -147,8 +152,13 @@ async fn every_entry_becomes_one_order_and_is_acknowledged() {
         let sale = new_sale(&store).await;
         // More than one batch, and written before any consumer exists.
         let orders = add_entries(&mut redis, &sale, 1_234).await;
-        let mut consumer =
-            Consumer::new(&client, store.clone(), sale.clone(), fast_config("node-a")).unwrap();
+        let mut consumer = Consumer::new(
+            &authority_of(&client).await,
+            store.clone(),
+            sale.clone(),
+            fast_config("node-a"),
+        )
+        .unwrap();
         drain(&mut consumer).await;
 
         assert_stored_once(&store, &sale, &orders).await;
@@ -189,8 +199,13 @@ async fn entries_of_a_dead_consumer_are_taken_over_once() {
     for store in databases("entries_of_a_dead_consumer_are_taken_over_once").await {
         let sale = new_sale(&store).await;
         let orders = add_entries(&mut redis, &sale, 40).await;
-        let mut survivor =
-            Consumer::new(&client, store.clone(), sale.clone(), fast_config("node-b")).unwrap();
+        let mut survivor = Consumer::new(
+            &authority_of(&client).await,
+            store.clone(),
+            sale.clone(),
+            fast_config("node-b"),
+        )
+        .unwrap();
         survivor.step().await.unwrap(); // makes the group; nothing is idle yet
         let orders = [orders, add_entries(&mut redis, &sale, 30).await].concat();
 
@@ -248,8 +263,13 @@ async fn entries_that_cannot_be_stored_end_in_the_dead_letter_stream() {
             .await
             .unwrap();
         let good = [good, more_good].concat();
-        let mut consumer =
-            Consumer::new(&client, store.clone(), sale.clone(), fast_config("node-a")).unwrap();
+        let mut consumer = Consumer::new(
+            &authority_of(&client).await,
+            store.clone(),
+            sale.clone(),
+            fast_config("node-a"),
+        )
+        .unwrap();
 
         consumer.step().await.unwrap();
         // The good ones are stored, the malformed one is out at once, the
@@ -311,8 +331,13 @@ async fn entries_wait_in_the_stream_while_the_database_is_unreachable() {
         relay.open.send_replace(false);
 
         let orders = add_entries(&mut redis, &sale, 25).await;
-        let consumer =
-            Consumer::new(&client, relayed, sale.clone(), fast_config("node-a")).unwrap();
+        let consumer = Consumer::new(
+            &authority_of(&client).await,
+            relayed,
+            sale.clone(),
+            fast_config("node-a"),
+        )
+        .unwrap();
         let running = tokio::spawn(consumer.run());
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(

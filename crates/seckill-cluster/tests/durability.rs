@@ -7,6 +7,7 @@ use common::{PrivateRedis, reservations, sale};
 use seckill_cluster::authority::{
     AuthorityConfig, AuthorityError, Durability, RedisAuthority, ReserveOutcome, ReserveRequest,
 };
+use seckill_cluster::consumer::{Consumer, ConsumerConfig};
 use seckill_core::{OrderId, SaleId, UserId};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -250,29 +251,12 @@ async fn replicas_wait_for_a_replica_and_fail_closed_without_it() {
     let Some(primary) = PrivateRedis::start(&["--appendonly", "no"]).await else {
         return;
     };
-    let replica_of = ["--replicaof", "127.0.0.1", &primary.port.to_string()].map(String::from);
-    let replica_args: Vec<&str> = replica_of.iter().map(String::as_str).collect();
-    let Some(mut replica) = PrivateRedis::start(&replica_args).await else {
-        return;
-    };
-    let mut connected = false;
-    for _ in 0..100 {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query_async(&mut common::raw(&primary.url()).await)
-            .await
-            .unwrap();
-        if info.contains("state=online") {
-            connected = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(connected, "the replica did not connect");
+    let mut replica = replica_in_sync(&primary).await;
 
+    // Fewer replicas online than asked: not yet (a node waits), not wrong.
     let two = connect(&primary.url(), Durability::Replicas(2)).await;
     assert!(
-        matches!(two, Err(AuthorityError::Config(_))),
+        matches!(two, Err(AuthorityError::Unavailable(_))),
         "{:?}",
         two.err()
     );
@@ -299,7 +283,90 @@ async fn replicas_wait_for_a_replica_and_fail_closed_without_it() {
         started.elapsed()
     );
     // The short wait came after the script: the reservation exists (the
-    // consumer makes it an order) although its buyer heard 503, which is
-    // what `Unconfirmed` says, unlike `Unavailable`.
+    // consumer makes it an order once a replica has it) although its buyer
+    // heard 503, which is what `Unconfirmed` says, unlike `Unavailable`.
     assert_eq!(redis.state(&s.id).await.unwrap().unwrap().sold, 2);
+}
+
+/// Starts a replica of `primary` and waits until the primary has it in sync.
+async fn replica_in_sync(primary: &PrivateRedis) -> PrivateRedis {
+    let port = primary.port.to_string();
+    let replica = PrivateRedis::start(&["--replicaof", "127.0.0.1", &port])
+        .await
+        .expect("redis-server");
+    in_sync(primary).await;
+    replica
+}
+
+async fn in_sync(primary: &PrivateRedis) {
+    for _ in 0..100 {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut common::raw(&primary.url()).await)
+            .await
+            .unwrap();
+        if info.contains("state=online") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the replica did not get in sync");
+}
+
+/// With `replicas:1` an entry becomes an order only once a replica has it:
+/// a primary cut off from its replica (as a deposed one is) turns nothing
+/// into an order; the entries stay pending, and become orders once a
+/// replica has them.
+#[tokio::test]
+async fn a_consumer_orders_only_what_a_replica_has() {
+    let test = "a_consumer_orders_only_what_a_replica_has";
+    let Some(store) = common::databases(test).await.into_iter().next() else {
+        return;
+    };
+    let Some(primary) = PrivateRedis::start(&[]).await else {
+        return;
+    };
+    let mut replica = replica_in_sync(&primary).await;
+    let redis = connect(&primary.url(), Durability::Replicas(1))
+        .await
+        .unwrap();
+    let s = sale(10, 1);
+    store.create_sale(&s).await.unwrap();
+    redis.create_sale(&s).await.unwrap();
+    let order_of = |outcome| match outcome {
+        Ok(ReserveOutcome::Reserved { order_id, .. }) => order_id,
+        other => panic!("{other:?}"),
+    };
+    let acknowledged = order_of(reserve(&redis, &s.id, "a").await);
+    replica.kill();
+    assert!(matches!(
+        reserve(&redis, &s.id, "b").await,
+        Err(AuthorityError::Unconfirmed(_))
+    ));
+    let config = ConsumerConfig {
+        min_idle: Duration::from_millis(100),
+        block: Duration::from_millis(100),
+        ..ConsumerConfig::new("alone")
+    };
+    let mut consumer = Consumer::new(&redis, store.clone(), s.id.clone(), config).unwrap();
+    for _ in 0..3 {
+        assert!(consumer.step().await.is_err(), "nothing is confirmed");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let rows = store.orders_of_sale(&s.id).await.unwrap();
+    assert!(rows.is_empty(), "{rows:?}");
+
+    replica.restart().await;
+    in_sync(&primary).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let _ = consumer.step().await;
+        let rows = store.orders_of_sale(&s.id).await.unwrap();
+        if rows.len() == 2 {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "{rows:?}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    };
+    assert!(rows.iter().any(|(r, _)| r.order_id == acknowledged));
 }

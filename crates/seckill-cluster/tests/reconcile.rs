@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 /// What each test needs: Redis and one database, with a sale in both.
 struct Fixture {
-    client: redis::Client,
     redis: RedisAuthority,
     raw: MultiplexedConnection,
     store: SqlOrders,
@@ -49,7 +48,6 @@ impl Fixture {
             assert!(redis.create_sale(&sale).await.unwrap());
             fixtures.push(Fixture {
                 raw: connection(&client).await,
-                client: client.clone(),
                 redis,
                 store,
                 sale: sale.id,
@@ -102,7 +100,7 @@ impl Fixture {
             ..ConsumerConfig::new("reconcile-test")
         };
         let mut consumer =
-            Consumer::new(&self.client, self.store.clone(), self.sale.clone(), config).unwrap();
+            Consumer::new(&self.redis, self.store.clone(), self.sale.clone(), config).unwrap();
         while consumer.step().await.expect("consume") > 0 {}
     }
 
@@ -490,7 +488,7 @@ async fn a_running_sale_shows_no_difference() {
     for f in Fixture::each("a_running_sale_shows_no_difference", 400).await {
         let running = Duration::from_secs(3);
         let consumer = Consumer::new(
-            &f.client,
+            &f.redis,
             f.store.clone(),
             f.sale.clone(),
             ConsumerConfig {

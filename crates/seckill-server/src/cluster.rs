@@ -380,7 +380,7 @@ impl Cluster {
             return;
         }
         match Consumer::new(
-            self.authority.client(),
+            &self.authority,
             self.orders.clone(),
             sale_id.clone(),
             ConsumerConfig::new(self.node_id.clone()),

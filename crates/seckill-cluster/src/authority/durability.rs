@@ -19,11 +19,13 @@
 //!
 //! A wait that falls short is a 503 (`Unavailable`; after a reservation,
 //! `Unconfirmed`), but the reservation was made: the stream entry exists,
-//! the consumer turns it into an order, and the buyer who heard 503 finds
-//! it in their orders (it expires unpaid if nobody pays) or gets it back
-//! by retrying with the same Idempotency-Key, as with a purchase cut off by
-//! the request time limit. No 202 is ever given for a reservation that was
-//! not waited on.
+//! the consumer turns it into an order once the same wait confirms it
+//! (`crate::consumer`), and the buyer who heard 503 finds it in their
+//! orders (it expires unpaid if nobody pays) or gets it back by retrying
+//! with the same Idempotency-Key. No 202 is ever given for a reservation
+//! that was not waited on, and no order made of one: an entry written on a
+//! primary cut off from its replicas (deposed by a failover) never reaches
+//! them, so it never becomes an order.
 
 use super::AuthorityError;
 use redis::Value;
@@ -68,7 +70,7 @@ impl fmt::Display for Durability {
 
 /// What follows each write, decided once at connect from the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Wait {
+pub(crate) enum Wait {
     /// Nothing: `none`, or `aof` on a Redis that fsyncs before replying.
     Nothing,
     /// `WAITAOF 1 0 T`: the local AOF has the write.
@@ -79,7 +81,7 @@ pub(super) enum Wait {
 
 impl Wait {
     /// The command to pipeline after a write, if any.
-    pub(super) fn command(self, timeout: Duration) -> Option<redis::Cmd> {
+    pub(crate) fn command(self, timeout: Duration) -> Option<redis::Cmd> {
         let millis = u64::try_from(timeout.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -92,7 +94,7 @@ impl Wait {
 
     /// Checks the wait's reply: short means the write is not yet as durable
     /// as promised.
-    pub(super) fn check(self, reply: Option<&Value>) -> Result<(), AuthorityError> {
+    pub(crate) fn check(self, reply: Option<&Value>) -> Result<(), AuthorityError> {
         let short = |what: String| Err(AuthorityError::Unavailable(what));
         match (self, reply) {
             (Self::Nothing, _) => Ok(()),
@@ -144,7 +146,9 @@ pub(super) async fn wait_for(
             let info: String = query(conn, redis::cmd("INFO").arg("replication")).await?;
             let online = online_replicas(&info);
             if online < n {
-                return Err(AuthorityError::Config(format!(
+                // A replica still syncing, or a primary just promoted whose
+                // replicas have not followed yet: worth waiting for.
+                return Err(AuthorityError::Unavailable(format!(
                     "--redis-durability replicas:{n}, but Redis has {online} replicas online"
                 )));
             }

@@ -1,6 +1,7 @@
 //! Sold-out and restock messages: a node that hears "sold out" answers the
 //! crowd locally without asking Redis; "restock" lets it ask again.
 
+use super::RedisAuthority;
 use super::keys::{RESTOCK_CHANNEL, SOLD_OUT_CHANNEL};
 use futures::StreamExt;
 use seckill_core::SaleId;
@@ -27,11 +28,11 @@ pub struct StockEvents {
 const RETRY_EVERY: Duration = Duration::from_millis(250);
 
 impl StockEvents {
-    pub(super) fn start(client: redis::Client, timeout: Duration) -> Self {
+    pub(super) fn start(authority: RedisAuthority, timeout: Duration) -> Self {
         let (sender, receiver) = mpsc::channel(1024);
         tokio::spawn(async move {
             while !sender.is_closed() {
-                if let Err(e) = listen(&client, timeout, &sender).await {
+                if let Err(e) = listen(&authority, timeout, &sender).await {
                     tracing::warn!(error = %e, "stock events: subscription lost, reopening");
                 }
                 tokio::time::sleep(RETRY_EVERY).await;
@@ -46,13 +47,17 @@ impl StockEvents {
     }
 }
 
-/// One subscription's life: open, announce `Resync`, forward messages until
-/// the connection ends (Ok) or fails to open (Err).
+/// One subscription's life: open on the current primary, announce
+/// `Resync`, forward messages until the connection ends or the primary
+/// moves (Ok) or fails to open (Err).
 async fn listen(
-    client: &redis::Client,
+    authority: &RedisAuthority,
     timeout: Duration,
     sender: &mpsc::Sender<StockEvent>,
 ) -> Result<(), redis::RedisError> {
+    let mut moves = authority.primary_moves();
+    moves.mark_unchanged();
+    let client = authority.client();
     let open = async {
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub
@@ -61,8 +66,15 @@ async fn listen(
         Ok::<_, redis::RedisError>(pubsub)
     };
     let mut pubsub = match tokio::time::timeout(timeout, open).await {
-        Ok(pubsub) => pubsub?,
-        Err(_) => return Ok(()),
+        Ok(Ok(pubsub)) => pubsub,
+        Ok(Err(error)) => {
+            authority.follow_primary().await;
+            return Err(error);
+        }
+        Err(_) => {
+            authority.follow_primary().await;
+            return Ok(());
+        }
     };
     if sender.send(StockEvent::Resync).await.is_err() {
         return Ok(());
@@ -72,6 +84,7 @@ async fn listen(
         let message = tokio::select! {
             message = messages.next() => message,
             () = sender.closed() => return Ok(()),
+            _ = moves.changed() => return Ok(()),
         };
         let Some(message) = message else {
             return Ok(());

@@ -8,15 +8,16 @@
 mod durability;
 mod events;
 pub mod keys;
+mod primary;
 
 pub use durability::Durability;
 pub use events::{StockEvent, StockEvents};
 
 use crate::clock::AuthorityClock;
 use crate::queue::{self, QueuedReservation};
-use durability::Wait;
+pub(crate) use durability::Wait;
 use keys::SaleKeys;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use primary::Primary;
 use redis::{ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, Value};
 use seckill_core::{OrderId, Sale, SaleId, Timestamp, UserId};
 use std::sync::{Arc, LazyLock};
@@ -65,7 +66,10 @@ impl From<RedisError> for AuthorityError {
                         | ServerErrorKind::MasterDown
                         | ServerErrorKind::ReadOnly
                 )
-            );
+            )
+            // A primary configured with `min-replicas-to-write` that lost
+            // its replicas refuses writes.
+            || e.code() == Some("NOREPLICAS");
         if unreachable {
             Self::Unavailable(e.to_string())
         } else {
@@ -77,6 +81,8 @@ impl From<RedisError> for AuthorityError {
 /// How to reach Redis and how long to wait for it.
 #[derive(Debug, Clone)]
 pub struct AuthorityConfig {
+    /// `redis://HOST:PORT[/DB]`, or
+    /// `redis+sentinel://HOST:PORT[,HOST:PORT…]/SERVICE_NAME` (see `primary`).
     pub url: String,
     pub durability: Durability,
     /// The longest a call may take, connecting included; a durability wait
@@ -183,15 +189,15 @@ impl StockLevel {
 }
 
 /// The handle nodes share (cheap to clone). Its connection reconnects by
-/// itself after Redis restarts; calls fail as `Unavailable` meanwhile.
+/// itself after Redis restarts, and follows a failover when Sentinel names
+/// the primary; calls fail as `Unavailable` meanwhile.
 #[derive(Clone)]
 pub struct RedisAuthority {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    client: redis::Client,
-    conn: ConnectionManager,
+    primary: Primary,
     wait: Wait,
     timeout: Duration,
     /// Redis' clock, read with every heartbeat.
@@ -200,30 +206,19 @@ struct Inner {
 
 impl RedisAuthority {
     /// Connects, and checks that the server can give `durability` (else
-    /// `Config`, so the node refuses to start).
+    /// `Config`, so the node refuses to start). A primary with fewer
+    /// replicas in sync than `replicas:N` needs, or none named by Sentinel
+    /// yet, is `Unavailable`: worth waiting for.
     pub async fn connect(config: AuthorityConfig) -> Result<Self, AuthorityError> {
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| AuthorityError::Config(format!("redis URL `{}`: {e}", config.url)))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            // A failed connection is reported at once; the next call tries
-            // again, so a call never queues behind a retry loop.
-            .set_number_of_retries(0);
-        let mut conn = bounded(
-            config.timeout,
-            ConnectionManager::new_with_config(client.clone(), manager_config),
-        )
-        .await?;
+        let primary = Primary::connect(&config.url, config.timeout).await?;
         let wait = bounded(
             config.timeout,
-            durability::wait_for(config.durability, &mut conn),
+            durability::wait_for(config.durability, &mut primary.conn()),
         )
         .await?;
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
-                conn,
+                primary,
                 wait,
                 timeout: config.timeout,
                 clock: Arc::default(),
@@ -335,17 +330,17 @@ impl RedisAuthority {
     /// carries Redis' time, which [`RedisAuthority::clock`] takes.
     pub async fn heartbeat(&self, node_id: &str, ttl: Duration) -> Result<u64, AuthorityError> {
         let ttl_ms = ttl.as_millis().to_string();
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.primary.conn();
         let sent = Instant::now();
-        let (live, now): (i64, i64) = bounded(
-            self.inner.timeout,
-            HEARTBEAT
-                .key(keys::NODES)
-                .arg(node_id)
-                .arg(ttl_ms)
-                .invoke_async(&mut conn),
-        )
-        .await?;
+        let (live, now): (i64, i64) = self
+            .bounded(
+                HEARTBEAT
+                    .key(keys::NODES)
+                    .arg(node_id)
+                    .arg(ttl_ms)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
         self.inner
             .clock
             .record(sent, Timestamp::from_millis(now), Instant::now());
@@ -361,9 +356,8 @@ impl RedisAuthority {
     /// Removes `node_id` from the live nodes at once (a clean shutdown), so
     /// the others need not wait for its heartbeat to expire.
     pub async fn leave(&self, node_id: &str) -> Result<(), AuthorityError> {
-        let mut conn = self.inner.conn.clone();
-        bounded(
-            self.inner.timeout,
+        let mut conn = self.inner.primary.conn();
+        self.bounded(
             redis::cmd("ZREM")
                 .arg(keys::NODES)
                 .arg(node_id)
@@ -375,22 +369,21 @@ impl RedisAuthority {
     /// When the last complete pass over recent releases started, if one did
     /// (`crate::reconcile::RecentReleases`).
     pub(crate) async fn releases_checked(&self) -> Result<Option<Timestamp>, AuthorityError> {
-        let mut conn = self.inner.conn.clone();
-        let at: Option<i64> = bounded(
-            self.inner.timeout,
-            redis::cmd("GET")
-                .arg(keys::RELEASES_CHECKED)
-                .query_async(&mut conn),
-        )
-        .await?;
+        let mut conn = self.inner.primary.conn();
+        let at: Option<i64> = self
+            .bounded(
+                redis::cmd("GET")
+                    .arg(keys::RELEASES_CHECKED)
+                    .query_async(&mut conn),
+            )
+            .await?;
         Ok(at.map(Timestamp::from_millis))
     }
 
     /// Records that every release up to `at` has been looked at.
     pub(crate) async fn set_releases_checked(&self, at: Timestamp) -> Result<(), AuthorityError> {
-        let mut conn = self.inner.conn.clone();
-        bounded(
-            self.inner.timeout,
+        let mut conn = self.inner.primary.conn();
+        self.bounded(
             redis::cmd("SET")
                 .arg(keys::RELEASES_CHECKED)
                 .arg(at.as_millis())
@@ -406,24 +399,59 @@ impl RedisAuthority {
         sale: &SaleId,
         order: &OrderId,
     ) -> Result<Option<QueuedReservation>, AuthorityError> {
-        let mut conn = self.inner.conn.clone();
-        bounded(
-            self.inner.timeout,
-            queue::queue_position(&mut conn, sale, order),
-        )
-        .await
+        let mut conn = self.inner.primary.conn();
+        self.bounded(queue::queue_position(&mut conn, sale, order))
+            .await
     }
 
-    /// The client behind this handle, for the connections of the stream
-    /// consumers (a blocking read needs a connection of its own).
-    pub fn client(&self) -> &redis::Client {
-        &self.inner.client
+    /// The client of the current primary, for the connections of the
+    /// stream consumers (a blocking read needs a connection of its own).
+    pub(crate) fn client(&self) -> redis::Client {
+        self.inner.primary.client()
+    }
+
+    /// Changes each time the primary moves (Sentinel): connections opened
+    /// from [`RedisAuthority::client`] are to be opened again.
+    pub(crate) fn primary_moves(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.primary.moves()
+    }
+
+    /// After a failure that may mean the primary moved: asks Sentinel
+    /// where it is now and moves there (nothing for a fixed address).
+    pub(crate) async fn follow_primary(&self) {
+        self.inner.primary.follow().await;
+    }
+
+    /// What each write waits for, and its time limit: the stream consumers
+    /// wait the same before an entry becomes an order.
+    pub(crate) fn durability_wait(&self) -> (Wait, Duration) {
+        (self.inner.wait, self.inner.timeout / 2)
     }
 
     /// Sold-out and restock messages from every node, on a connection of
-    /// their own that is reopened when Redis comes back.
+    /// their own that is reopened when Redis comes back or the primary moves.
     pub fn events(&self) -> StockEvents {
-        StockEvents::start(self.inner.client.clone(), self.inner.timeout)
+        StockEvents::start(self.clone(), self.inner.timeout)
+    }
+
+    /// `bounded`, and a failure that may mean the primary moved starts a
+    /// lookup (in the background: the caller's answer does not wait for it).
+    async fn bounded<T, E: Into<AuthorityError>>(
+        &self,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, AuthorityError> {
+        let result = bounded(self.inner.timeout, call).await;
+        self.noted(result)
+    }
+
+    fn noted<T>(&self, result: Result<T, AuthorityError>) -> Result<T, AuthorityError> {
+        if let Err(AuthorityError::Unavailable(_)) = &result
+            && self.inner.primary.may_move()
+        {
+            let authority = self.clone();
+            tokio::spawn(async move { authority.follow_primary().await });
+        }
+        result
     }
 
     /// Runs a writing script and, in the same pipeline (one round trip, one
@@ -466,8 +494,8 @@ impl RedisAuthority {
         command: &redis::Cmd,
     ) -> Result<T, AuthorityError> {
         count_call(sale_id, op);
-        let mut conn = self.inner.conn.clone();
-        bounded(self.inner.timeout, command.query_async(&mut conn)).await
+        let mut conn = self.inner.primary.conn();
+        self.bounded(command.query_async(&mut conn)).await
     }
 
     /// EVALSHA, then `wait`'s command in the same pipeline: the script's
@@ -492,10 +520,10 @@ impl RedisAuthority {
             .arg(args);
         let mut pipe = redis::pipe();
         pipe.add_command(evalsha);
-        if let Some(wait) = wait.command(self.inner.timeout / 2) {
+        if let Some(wait) = wait.command(self.durability_wait().1) {
             pipe.add_command(wait);
         }
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.primary.conn();
         let run = async {
             match pipe.query_async::<Vec<Value>>(&mut conn).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
@@ -505,11 +533,13 @@ impl RedisAuthority {
                 other => other,
             }
         };
-        let mut replies = bounded(self.inner.timeout * 2, run).await?.into_iter();
+        let mut replies = self
+            .noted(bounded(self.inner.timeout * 2, run).await)?
+            .into_iter();
         let reply = replies
             .next()
             .ok_or_else(|| AuthorityError::Protocol("no reply to the script".into()))?;
-        let waited = wait.check(replies.next().as_ref());
+        let waited = self.noted(wait.check(replies.next().as_ref()));
         Ok((reply, waited))
     }
 }
