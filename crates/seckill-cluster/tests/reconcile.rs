@@ -9,7 +9,9 @@ use common::{authority, connection, databases};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use seckill_cluster::authority::keys::SaleKeys;
-use seckill_cluster::authority::{RedisAuthority, ReserveOutcome, ReserveRequest};
+use seckill_cluster::authority::{
+    RedisAuthority, ReleaseOutcome, ReserveOutcome, ReserveRequest,
+};
 use seckill_cluster::consumer::{Consumer, ConsumerConfig};
 use seckill_cluster::orders::SqlOrders;
 use seckill_cluster::reconcile::{RecentReleases, ReconcileError, Reconciler, Repair, Report};
@@ -149,6 +151,23 @@ impl Fixture {
             .hincr(&keys.buyers, user, -quantity)
             .hdel(&keys.keys, format!("{user}\nkey-1"))
             .query_async(&mut self.raw)
+            .await
+            .unwrap();
+    }
+
+    /// Redis loses the whole sale, as a restart with no persistence does.
+    async fn wipe_redis(&mut self) {
+        let keys = SaleKeys::new(&self.sale);
+        let _: () = self
+            .raw
+            .del(&[
+                keys.sale,
+                keys.buyers,
+                keys.keys,
+                keys.reservations,
+                keys.released,
+                keys.restored,
+            ])
             .await
             .unwrap();
     }
@@ -561,6 +580,119 @@ async fn a_running_sale_shows_no_difference() {
              {unconsumed} units unconsumed, {releasing} releasing",
             f.store.dialect()
         );
+        f.forget().await;
+    }
+}
+
+/// Redis restarted empty (no persistence): the sale and its orders are in
+/// the database only. The repair seeds the sale and puts its orders back —
+/// the units and holdings of those that hold stock, the key answers, the
+/// released ones as released — so that the sale sells on from the right
+/// count, a keyed retry gets its order, and a later release of an order
+/// released before changes nothing.
+#[tokio::test]
+async fn a_sale_redis_lost_is_seeded_again_by_repair() {
+    for mut f in Fixture::each("sale_redis_lost", 10).await {
+        let orders = [f.buy(1).await, f.buy(2).await, f.buy(1).await];
+        f.consume().await;
+        f.cancel_in_database(&orders[2]).await;
+        let user = f.buyers[&orders[2]].clone();
+        f.redis
+            .release(&f.sale, &orders[2], &user, 1)
+            .await
+            .unwrap();
+        f.wipe_redis().await;
+        assert!(matches!(
+            f.reconciler().check(&f.sale).await,
+            Err(ReconcileError::UnknownSale(_))
+        ));
+
+        let repaired = f.repair().await;
+        assert!(repaired.consistent, "{repaired:#?}");
+        assert!(!repaired.fenced);
+        assert!(repaired.repaired.contains(&Repair::Seeded));
+        assert!(repaired.repaired.contains(&Repair::RestoredReleased {
+            order_id: orders[2].clone()
+        }));
+        assert_eq!(f.sold().await, 3);
+        let buyers: HashMap<String, u64> =
+            f.raw.hgetall(SaleKeys::new(&f.sale).buyers).await.unwrap();
+        assert_eq!(buyers[f.buyers[&orders[1]].as_str()], 2);
+        // A keyed retry gets its order; a late release gives nothing back.
+        let retry = f
+            .redis
+            .reserve(&ReserveRequest {
+                sale_id: &f.sale,
+                user_id: &f.buyers[&orders[0]],
+                quantity: 1,
+                order_id: &OrderId::generate(),
+                idempotency_key: Some("key-1"),
+            })
+            .await
+            .unwrap();
+        assert!(
+            matches!(&retry, ReserveOutcome::Duplicate { order_id, .. } if *order_id == orders[0]),
+            "{retry:?}"
+        );
+        let late = f.redis.release(&f.sale, &orders[2], &user, 1).await;
+        assert_eq!(late.unwrap(), ReleaseOutcome::AlreadyReleased);
+        assert_eq!(f.sold().await, 3);
+        f.forget().await;
+    }
+}
+
+/// A consumer acknowledged an entry of which no row exists: its insert was
+/// skipped as a duplicate (here another sale's order has its id, as when a
+/// unique key collides). Redis counts its unit, the database never will:
+/// reconcile reports it and calls the sale not consistent.
+#[tokio::test]
+async fn an_acknowledged_reservation_without_a_row_is_reported() {
+    for mut f in Fixture::each("acknowledged_without_row", 10).await {
+        let taken = f.buy(1).await;
+        f.consume().await;
+        let other = common::sale(10, 2);
+        f.store.create_sale(&other).await.unwrap();
+        assert!(f.redis.create_sale(&other).await.unwrap());
+        let keys = SaleKeys::new(&other.id);
+        let now = common::now().to_string();
+        let _: () = redis::pipe()
+            .atomic()
+            .hincr(&keys.sale, "sold", 1)
+            .hincr(&keys.buyers, "collider", 1)
+            .xadd(
+                &keys.reservations,
+                "*",
+                &[
+                    ("order_id", taken.as_str()),
+                    ("sale_id", other.id.as_str()),
+                    ("user_id", "collider"),
+                    ("quantity", "1"),
+                    ("idempotency_key", ""),
+                    ("created_at_ms", &now),
+                    ("expires_at_ms", &now),
+                ],
+            )
+            .query_async(&mut f.raw)
+            .await
+            .unwrap();
+        let config = ConsumerConfig {
+            block: Duration::from_millis(50),
+            ..ConsumerConfig::new("reconcile-test")
+        };
+        let mut consumer =
+            Consumer::new(&f.client, f.store.clone(), other.id.clone(), config).unwrap();
+        while consumer.step().await.expect("consume") > 0 {}
+
+        let report = f.reconciler().check(&other.id).await.unwrap();
+        assert!(!report.consistent, "{report:#?}");
+        assert_eq!(ids(&report.acknowledged_without_row), [&taken]);
+        assert_eq!((report.unconsumed, report.difference), (0, 1));
+        assert_eq!(report.unexplained, 0);
+        let _: () = f
+            .raw
+            .del(&[keys.sale, keys.buyers, keys.reservations])
+            .await
+            .unwrap();
         f.forget().await;
     }
 }
