@@ -121,6 +121,19 @@ impl Consumer {
     /// `block` when there is nothing to take over), store both. Returns how
     /// many entries it handled.
     pub async fn step(&mut self) -> RedisResult<usize> {
+        let result = self.round().await;
+        if let Err(error) = &result
+            && error.code() == Some("NOGROUP")
+        {
+            // The stream or its group is gone (deleted, or Redis restarted
+            // empty): make them again next round, reading from the start.
+            self.group_ready = false;
+            self.claim_cursor = "0-0".into();
+        }
+        result
+    }
+
+    async fn round(&mut self) -> RedisResult<usize> {
         if !self.group_ready {
             self.create_group().await?;
             self.group_ready = true;
@@ -128,14 +141,7 @@ impl Consumer {
         let reclaimed = self.reclaim().await?;
         let taken_over = reclaimed.len();
         self.store(reclaimed).await?;
-        let fresh = match self.read_new(taken_over == 0).await {
-            Err(error) if error.code() == Some("NOGROUP") => {
-                // The stream was deleted: make the group again next round.
-                self.group_ready = false;
-                return Err(error);
-            }
-            other => other?,
-        };
+        let fresh = self.read_new(taken_over == 0).await?;
         let handled = taken_over + fresh.len();
         self.store(fresh).await?;
         self.refresh_gauges().await;
