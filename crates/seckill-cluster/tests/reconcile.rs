@@ -9,9 +9,7 @@ use common::{authority, connection, databases};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use seckill_cluster::authority::keys::SaleKeys;
-use seckill_cluster::authority::{
-    RedisAuthority, ReleaseOutcome, ReserveOutcome, ReserveRequest,
-};
+use seckill_cluster::authority::{RedisAuthority, ReleaseOutcome, ReserveOutcome, ReserveRequest};
 use seckill_cluster::consumer::{Consumer, ConsumerConfig};
 use seckill_cluster::orders::SqlOrders;
 use seckill_cluster::reconcile::{RecentReleases, ReconcileError, Reconciler, Repair, Report};
