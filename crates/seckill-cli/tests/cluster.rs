@@ -1057,8 +1057,9 @@ async fn redis_restarted_from_an_older_snapshot_sells_no_unit_twice() {
 /// the sale again from the database by themselves and sell on from the
 /// right count; until then a purchase is 503 and `/stock` never says units
 /// remain. The remaining units sell, a pending order from before can be
-/// cancelled and its unit sells again, and reconcile agrees. With the nodes
-/// gone, `seckill reconcile --repair` seeds the sale the same way.
+/// cancelled, another one expires, and their units sell again; reconcile
+/// agrees. With the nodes gone, `seckill reconcile --repair` seeds the sale
+/// the same way.
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_restarted_empty_brings_the_sale_back_by_itself() {
     let none = ["--appendonly", "no"];
@@ -1075,6 +1076,14 @@ async fn redis_restarted_empty_brings_the_sale_back_by_itself() {
     reserved.insert(kept.clone());
     cluster
         .assert_orders_materialize(&sale, &reserved, 21)
+        .await;
+    // One unit whose order expires a few seconds after the restart.
+    let short = cluster
+        .open_sale(json!({ "stock": 1, "per_user_limit": 1, "payment_timeout_secs": 5 }))
+        .await;
+    let unpaid = apis[0].buy("unpaid", &short).await;
+    cluster
+        .assert_orders_materialize(&short, &HashSet::from([unpaid]), 1)
         .await;
 
     cluster.redis.kill();
@@ -1147,6 +1156,16 @@ async fn redis_restarted_empty_brings_the_sale_back_by_itself() {
         .assert_orders_materialize(&sale, &reserved, STOCK as usize + 1)
         .await;
     cluster.assert_reconciled(&sale);
+    eventually(PATIENCE, "the expired order's unit is back", || async {
+        let stock = apis[1]
+            .get(&format!("/api/v1/sales/{short}/stock"), &Auth::None)
+            .await;
+        (stock.status == StatusCode::OK && stock.json()["remaining"] == 1).then_some(())
+    })
+    .await;
+    apis[1].buy("after-expiry", &short).await;
+    assert_eq!(cluster.sold(&short).await, 1);
+    cluster.assert_reconciled(&short);
 
     // Nodes gone, Redis empty again: reconcile --repair seeds the sale.
     for node in &mut cluster.nodes {

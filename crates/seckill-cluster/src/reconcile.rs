@@ -117,13 +117,12 @@ pub enum ReconcileError {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub sale_id: SaleId,
-    /// `difference` is zero, no order is adrift, nothing is oversold and
-    /// the sale is not fenced.
+    /// `difference` is zero, no order is adrift and nothing is oversold.
     pub consistent: bool,
     /// Redis restarted (or the sale was seeded again) since its counts were
     /// last checked against the orders: the nodes refuse its purchases and
     /// releases until a repair finds Redis holds every unit the orders and
-    /// the stream hold.
+    /// the stream hold (the running nodes make it within seconds).
     pub fenced: bool,
     pub stock: u64,
     pub redis_sold: u64,
@@ -709,7 +708,6 @@ impl Tally {
             sale_id: sale.clone(),
             consistent: difference == 0
                 && oversold == 0
-                && !fenced
                 && self.released_missing.is_empty()
                 && self.lost.is_empty()
                 && self.dead_lettered.is_empty()
