@@ -17,6 +17,13 @@
 //! - database unreachable: the consumer waits and retries the same batch
 //!   (backoff capped at `max_backoff`) and keeps the entries pending; an
 //!   outage never counts towards the dead-letter limit.
+//!
+//! An acknowledgement that finds fewer pending entries than it names means
+//! Redis lost them after they were read (it restarted meanwhile) while
+//! their rows now exist: the consumer fences the sale (`authority/fence.lua`)
+//! so that nothing more is sold before a repair puts them back. (Another
+//! consumer that took an entry over and stored it first causes the same,
+//! and then the repair finds nothing to do.)
 
 use crate::authority::keys::SaleKeys;
 use crate::orders::{OrdersError, SqlOrders};
@@ -29,7 +36,11 @@ use redis::streams::{
 use redis::{AsyncCommands, RedisError, RedisResult, Value};
 use seckill_core::SaleId;
 use seckill_store::Reservation;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
+
+static FENCE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("authority/fence.lua")));
 
 /// How often the lag gauges are refreshed (one XINFO GROUPS call).
 const GAUGE_EVERY: Duration = Duration::from_secs(1);
@@ -77,6 +88,9 @@ pub struct Consumer {
     group_ready: bool,
     /// Where the next `XAUTOCLAIM` scan of the pending entries starts.
     claim_cursor: String,
+    /// Entries stored as rows whose acknowledgement has not reached Redis
+    /// yet: sent again before anything else.
+    unacknowledged: Vec<String>,
     gauges_at: Option<Instant>,
 }
 
@@ -99,6 +113,7 @@ impl Consumer {
             config,
             group_ready: false,
             claim_cursor: "0-0".into(),
+            unacknowledged: Vec::new(),
             gauges_at: None,
         })
     }
@@ -134,6 +149,7 @@ impl Consumer {
     }
 
     async fn round(&mut self) -> RedisResult<usize> {
+        self.acknowledge().await?;
         if !self.group_ready {
             self.create_group().await?;
             self.group_ready = true;
@@ -251,10 +267,30 @@ impl Consumer {
     }
 
     async fn ack(&mut self, entries: &[StreamId]) -> RedisResult<()> {
-        let ids: Vec<&str> = entries.iter().map(|entry| entry.id.as_str()).collect();
-        let _: usize = self.redis.xack(&self.stream, ORDERS_GROUP, &ids).await?;
+        self.unacknowledged
+            .extend(entries.iter().map(|entry| entry.id.clone()));
+        self.acknowledge().await
+    }
+
+    /// Acknowledges the stored entries; if Redis no longer holds some of
+    /// them, fences the sale (see the module docs).
+    async fn acknowledge(&mut self) -> RedisResult<()> {
+        if self.unacknowledged.is_empty() {
+            return Ok(());
+        }
+        let ids = &self.unacknowledged;
+        let acknowledged: usize = self.redis.xack(&self.stream, ORDERS_GROUP, ids).await?;
+        if acknowledged < ids.len() {
+            tracing::warn!(sale = %self.sale, entries = ids.len() - acknowledged,
+                "Redis lost entries stored as orders (it restarted): fencing the sale until it is repaired");
+            let _: i64 = FENCE
+                .key(SaleKeys::new(&self.sale).sale)
+                .invoke_async(&mut self.redis)
+                .await?;
+        }
         metrics::counter!("seckill_consumer_entries_total", "sale" => self.sale.to_string())
             .increment(ids.len() as u64);
+        self.unacknowledged.clear();
         Ok(())
     }
 

@@ -9,7 +9,9 @@ use common::{authority, connection, databases};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use seckill_cluster::authority::keys::SaleKeys;
-use seckill_cluster::authority::{RedisAuthority, ReleaseOutcome, ReserveOutcome, ReserveRequest};
+use seckill_cluster::authority::{
+    AuthorityError, Fence, RedisAuthority, ReleaseOutcome, ReserveOutcome, ReserveRequest,
+};
 use seckill_cluster::consumer::{Consumer, ConsumerConfig};
 use seckill_cluster::orders::SqlOrders;
 use seckill_cluster::reconcile::{RecentReleases, ReconcileError, Reconciler, Repair, Report};
@@ -692,5 +694,95 @@ async fn an_acknowledged_reservation_without_a_row_is_reported() {
             .await
             .unwrap();
         f.forget().await;
+    }
+}
+
+/// A consumer read reservations, then the database was out of reach while
+/// Redis restarted empty and the sale was seeded and checked again (it held
+/// no rows yet). When the rows land, Redis holds nothing of them: the
+/// consumer's acknowledgement finds no entry, so it fences the sale, and
+/// the repair then puts the orders back — their units are not sold again.
+#[tokio::test]
+async fn rows_stored_after_redis_lost_their_entries_fence_the_sale() {
+    let test = "rows_stored_after_redis_lost_their_entries";
+    if common::redis_url().is_none() {
+        return;
+    }
+    let Some(mut private) = common::PrivateRedis::start(&["--appendonly", "no"]).await else {
+        panic!("redis-server is missing and SECKILL_TEST_REDIS_URL is set");
+    };
+    for (var, url) in common::database_urls(test) {
+        let direct = SqlOrders::connect(&url).await.expect(var);
+        let (template, target) = common::Relay::route(&url);
+        let relay = common::Relay::start(target).await;
+        let relayed = SqlOrders::connect(&template.replace("RELAY", &relay.addr.to_string()))
+            .await
+            .expect("connect through the relay");
+        let redis = authority(&private.url()).await;
+        let sale = common::sale(10, 1);
+        direct.create_sale(&sale).await.unwrap();
+        redis.create_sale(&sale).await.unwrap();
+        for n in 0..3 {
+            let outcome = redis
+                .reserve(&ReserveRequest {
+                    sale_id: &sale.id,
+                    user_id: &UserId::from(format!("user-{n}")),
+                    quantity: 1,
+                    order_id: &OrderId::generate(),
+                    idempotency_key: None,
+                })
+                .await
+                .unwrap();
+            assert!(matches!(outcome, ReserveOutcome::Reserved { .. }));
+        }
+        relay.open.send_replace(false);
+        let client = redis::Client::open(private.url()).unwrap();
+        let config = ConsumerConfig {
+            block: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(100),
+            ..ConsumerConfig::new("node-a")
+        };
+        let running = tokio::spawn(
+            Consumer::new(&client, relayed, sale.id.clone(), config)
+                .unwrap()
+                .run(),
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        private.restart().await;
+        let reconciler =
+            Reconciler::new(redis.clone(), direct.clone()).with_settle(Duration::from_millis(300));
+        let mut seeded = reconciler.repair(&sale.id).await;
+        // The first call after the restart finds the old connection broken.
+        for _ in 0..50 {
+            match seeded {
+                Err(ReconcileError::Redis(AuthorityError::Unavailable(_))) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    seeded = reconciler.repair(&sale.id).await;
+                }
+                _ => break,
+            }
+        }
+        let seeded = seeded.unwrap();
+        assert!(!seeded.fenced && seeded.redis_sold == 0, "{seeded:#?}");
+
+        relay.open.send_replace(true);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while redis.fence(&sale.id).await.unwrap() != Fence::Fenced {
+            assert!(Instant::now() < deadline, "the sale was not fenced ({var})");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        running.abort();
+        assert_eq!(
+            direct
+                .units_by_status(&sale.id)
+                .await
+                .unwrap()
+                .pending_payment,
+            3
+        );
+        let repaired = reconciler.repair(&sale.id).await.unwrap();
+        assert!(repaired.consistent && !repaired.fenced, "{repaired:#?}");
+        assert_eq!(repaired.redis_sold, 3);
     }
 }
