@@ -24,7 +24,9 @@
 //!    after T). Rows only ever appear after their entry, and statuses only
 //!    leave pending_payment, so each order is placed as of T:
 //!    - an entry with no row: not yet consumed, unless it was dead-lettered
-//!      (acknowledged without a row: it never will be);
+//!      or the consumer group acknowledged it anyway (its last-delivered id
+//!      and pending entries, read before the SELECT: a row commits before
+//!      its entry is acknowledged) — then it never will be;
 //!    - pending_payment or paid: held on both sides;
 //!    - expired or cancelled, released at T: held on neither side;
 //!    - expired or cancelled, not released at T: Redis held it at T. Its
@@ -33,7 +35,8 @@
 //!      not was lost with a crashed process (`released_missing`);
 //!    - a row with no entry up to T: reserved after T (its entry follows
 //!      T's id in the stream: left out of the comparison), or lost by Redis
-//!      (`lost`) — which is decided by reading the stream's tail after the
+//!      (`lost`; `lost_released` once cancelled or expired and not released
+//!      in Redis) — which is decided by reading the stream's tail after the
 //!      SELECT, when every row it saw has its entry.
 //!
 //! Hence `difference` = sold − (pending + paid + unconsumed + releasing) is
@@ -61,10 +64,19 @@
 //!   restore is the undo of that release (a holding that release could not
 //!   take below zero then comes back too high, which can only refuse a
 //!   purchase: the safe side of I4).
+//! - `lost_released`: put back the same way, as released (no units, its id
+//!   in the `released` set), so that a release of it gives nothing back.
+//! - A sale Redis does not know (it restarted empty): written back from
+//!   the order store with nothing sold, fenced; then every order is `lost`
+//!   and put back as above.
+//! - The fence (`authority/run_id.lua`): lifted (`reconcile/verify.lua`)
+//!   once Redis holds at least every unit the orders and the stream hold,
+//!   under the Redis run read before the comparison; the nodes run this
+//!   same repair after a restart.
 //! - Not repaired, left to a person (the report stays inconsistent):
-//!   dead-lettered reservations (a buyer heard "reserved", the database
-//!   refused the row), `oversold` units (orders must be cancelled), and an
-//!   `unexplained` difference.
+//!   dead-lettered and acknowledged-without-row reservations (a buyer heard
+//!   "reserved", no order will come), `oversold` units (orders must be
+//!   cancelled), and an `unexplained` difference.
 
 use crate::authority::keys::SaleKeys;
 use crate::authority::{AuthorityError, Fence, RedisAuthority, ReleaseOutcome};
