@@ -53,6 +53,9 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::Demo(_)) {
+        die_quietly_on_broken_pipe();
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Token(args) => token::run(args),
@@ -70,5 +73,18 @@ fn main() -> std::process::ExitCode {
             eprintln!("seckill: {error:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// A command that prints and ends (`seckill reconcile … | head`) ends like
+/// any Unix filter when its reader goes away: killed by SIGPIPE, silently.
+/// The Rust runtime ignores SIGPIPE, so the write fails instead and
+/// `println!` panics. The servers (`serve`, `demo`) keep ignoring it: a
+/// closed pipe or socket must never end them.
+fn die_quietly_on_broken_pipe() {
+    // SAFETY: called before any thread is started; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Exit status: 0 consistent (after the repair, with `--repair`), 1 not
 //! consistent, 2 no comparison was made (a service unreachable, a sale Redis
-//! does not know), so that a monitor can tell drift from an outage.
+//! does not know without `--repair`, which seeds it from the database), so
+//! that a monitor can tell drift from an outage.
 
 use anyhow::{Result, anyhow};
 use clap::Args;
@@ -34,7 +35,10 @@ pub struct ReconcileArgs {
     #[arg(long)]
     sale: String,
     /// Release the units of expired or cancelled orders that never came
-    /// back to Redis, and put back the reservations Redis lost.
+    /// back to Redis, put back the reservations Redis lost (the whole sale
+    /// from the database if Redis lost it), and let the nodes sell a sale
+    /// fenced by a Redis restart again once Redis holds every unit the
+    /// orders hold.
     #[arg(long)]
     repair: bool,
     /// Print the report as one JSON object.
@@ -106,6 +110,13 @@ fn human(report: &Report) -> String {
         "NOT consistent"
     };
     let _ = writeln!(out, "sale {}: {verdict}", report.sale_id);
+    if report.fenced {
+        let _ = writeln!(
+            out,
+            "fenced: Redis restarted since this sale was checked; the nodes sell nothing of it \
+             until --repair finds Redis holds every unit the orders hold"
+        );
+    }
     for (label, value) in [
         ("stock", report.stock.to_string()),
         ("Redis sold", report.redis_sold.to_string()),
@@ -134,6 +145,20 @@ fn human(report: &Report) -> String {
     );
     orders(
         &mut out,
+        "lost by Redis, released",
+        "expired or cancelled, Redis has no reservation; a release would give units back \
+         twice; --repair puts them back as released",
+        &report.lost_released,
+    );
+    orders(
+        &mut out,
+        "acknowledged without a row",
+        "a consumer acknowledged the reservation, no order exists; Redis holds their units; \
+         not repaired: insert or release them by hand",
+        &report.acknowledged_without_row,
+    );
+    orders(
+        &mut out,
         "dead-lettered",
         "Redis holds their units, the database refused the order; not repaired: \
          insert or release them by hand",
@@ -156,11 +181,18 @@ fn human(report: &Report) -> String {
     if !report.repaired.is_empty() {
         let _ = writeln!(out, "repaired (before this comparison):");
         for repair in &report.repaired {
-            let (done, order_id, quantity) = match repair {
-                Repair::Released { order_id, quantity } => ("released", order_id, quantity),
-                Repair::Restored { order_id, quantity } => ("restored", order_id, quantity),
+            let _ = match repair {
+                Repair::Released { order_id, quantity } => {
+                    writeln!(out, "  released order {order_id} ({})", units(*quantity))
+                }
+                Repair::Restored { order_id, quantity } => {
+                    writeln!(out, "  restored order {order_id} ({})", units(*quantity))
+                }
+                Repair::RestoredReleased { order_id } => {
+                    writeln!(out, "  restored order {order_id} as released")
+                }
+                Repair::Seeded => writeln!(out, "  seeded the sale from the database"),
             };
-            let _ = writeln!(out, "  {done} order {order_id} ({})", units(*quantity));
         }
     }
     out

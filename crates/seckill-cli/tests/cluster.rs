@@ -293,6 +293,37 @@ impl Cluster {
         self.assert_reconciled(sale);
     }
 
+    /// `seckill reconcile` on the sale, with `extra` flags.
+    fn reconcile(&self, sale: &str, extra: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
+            .args(["reconcile", "--redis", &self.redis.url(), "--database"])
+            .args([self.db.url.as_str(), "--sale", sale])
+            .args(extra)
+            .output()
+            .expect("run seckill reconcile")
+    }
+
+    /// Writes Redis' snapshot (BGSAVE) and waits until it is on disk.
+    async fn snapshot(&self) {
+        let client = redis::Client::open(self.redis.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: String = redis::cmd("BGSAVE").query_async(&mut conn).await.unwrap();
+        eventually(PATIENCE, "the snapshot is written", || {
+            let mut conn = conn.clone();
+            async move {
+                let info: String = redis::cmd("INFO")
+                    .arg("persistence")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                (info.contains("rdb_bgsave_in_progress:0")
+                    && info.contains("rdb_last_bgsave_status:ok"))
+                .then_some(())
+            }
+        })
+        .await;
+    }
+
     async fn stop(self) {
         for mut node in self.nodes.into_iter().flatten() {
             node.stop().await;
@@ -682,7 +713,13 @@ async fn a_release_lost_with_its_node_is_made_by_the_other_nodes() {
     eventually(
         Duration::from_secs(15),
         "the unit is back on sale",
-        || async { (surviving.stock(&sale).await["remaining"] == 1).then_some(()) },
+        || async {
+            // 503 while the node repairs the sale after the Redis restart.
+            let stock = surviving
+                .get(&format!("/api/v1/sales/{sale}/stock"), &Auth::None)
+                .await;
+            (stock.status == StatusCode::OK && stock.json()["remaining"] == 1).then_some(())
+        },
     )
     .await;
     assert_eq!(cluster.sold(&sale).await, 0);
@@ -1552,4 +1589,202 @@ async fn a_node_started_before_the_primary_waits_for_sentinel_and_a_replica() {
     assert_serves(&node).await;
     node.stop().await;
     db.remove().await;
+}
+
+/// Redis without AOF restarted from a snapshot older than its last writes
+/// (kill -9 after a BGSAVE): it comes back with half the sale forgotten —
+/// `sold` at the snapshot — while those orders are rows. The nodes sell
+/// nothing of the sale until their repair has put the forgotten orders
+/// back: the database never holds more orders than the stock, each unit is
+/// sold once, and reconcile agrees.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_restarted_from_an_older_snapshot_sells_no_unit_twice() {
+    let no_aof = ["--appendonly", "no"];
+    let Some(mut cluster) = Cluster::start("older_snapshot", POSTGRES, 2, &no_aof, &[]).await
+    else {
+        return;
+    };
+    const STOCK: u64 = 200;
+    let sale = cluster
+        .open_sale(json!({ "stock": STOCK, "per_user_limit": 1 }))
+        .await;
+    let apis: Vec<Api> = cluster.live().map(Seckill::api).collect();
+    let mut reserved = crowd(&apis, &sale, "first", 100, 8, false).await.reserved;
+    assert_eq!(reserved.len(), 100);
+    cluster.snapshot().await;
+    sell_out(&cluster, &apis[1], &sale, STOCK, &mut reserved).await;
+    cluster
+        .assert_orders_materialize(&sale, &reserved, STOCK as usize)
+        .await;
+
+    cluster.redis.kill();
+    cluster.redis.restart().await;
+    assert_eq!(
+        cluster.sold(&sale).await,
+        100,
+        "Redis is back at its snapshot"
+    );
+    // Buyers at once, and for a few seconds after: none of them gets a unit.
+    for round in 0..3 {
+        let late = crowd(&apis, &sale, &format!("after{round}"), 100, 8, true).await;
+        assert!(
+            late.reserved.is_empty(),
+            "sold again after the restart: {:?}",
+            late.reserved
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eventually(PATIENCE, "the nodes repaired the sale", || async {
+        let stock = apis[0]
+            .get(&format!("/api/v1/sales/{sale}/stock"), &Auth::None)
+            .await;
+        (cluster.sold(&sale).await == STOCK && stock.status == StatusCode::OK).then(|| stock.json())
+    })
+    .await;
+    for api in &apis {
+        assert_eq!(api.stock(&sale).await["state"], "sold_out");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rows = cluster.db.order_ids(&sale).await;
+    assert_eq!(rows.len() as u64, STOCK, "orders in the database");
+    assert_eq!(
+        rows, reserved,
+        "the orders are the ones acknowledged before"
+    );
+    cluster.assert_reconciled(&sale);
+    cluster.stop().await;
+}
+
+/// Redis without persistence killed and restarted empty: the nodes seed
+/// the sale again from the database by themselves and sell on from the
+/// right count; until then a purchase is 503 and `/stock` never says units
+/// remain. The remaining units sell, a pending order from before can be
+/// cancelled, another one expires, and their units sell again; reconcile
+/// agrees. With the nodes gone, `seckill reconcile --repair` seeds the sale
+/// the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_restarted_empty_brings_the_sale_back_by_itself() {
+    let none = ["--appendonly", "no"];
+    let Some(mut cluster) = Cluster::start("restarted_empty", POSTGRES, 2, &none, &[]).await else {
+        return;
+    };
+    const STOCK: u64 = 40;
+    let sale = cluster
+        .open_sale(json!({ "stock": STOCK, "per_user_limit": 1 }))
+        .await;
+    let apis: Vec<Api> = cluster.live().map(Seckill::api).collect();
+    let mut reserved = crowd(&apis, &sale, "before", 20, 4, false).await.reserved;
+    let kept = apis[0].buy("keeper", &sale).await;
+    reserved.insert(kept.clone());
+    cluster
+        .assert_orders_materialize(&sale, &reserved, 21)
+        .await;
+    // One unit whose order expires a few seconds after the restart.
+    let short = cluster
+        .open_sale(json!({ "stock": 1, "per_user_limit": 1, "payment_timeout_secs": 5 }))
+        .await;
+    let unpaid = apis[0].buy("unpaid", &short).await;
+    cluster
+        .assert_orders_materialize(&short, &HashSet::from([unpaid]), 1)
+        .await;
+
+    cluster.redis.kill();
+    cluster.redis.restart().await;
+    assert_eq!(cluster.sold(&sale).await, 0, "Redis came back empty");
+    let under_repair = |resp: &Resp| {
+        resp.status == StatusCode::SERVICE_UNAVAILABLE
+            && resp.try_error().is_some_and(|(_, message)| {
+                message.contains("restarted") || message.contains("does not know")
+            })
+    };
+    let started = Instant::now();
+    let mut i = 0;
+    loop {
+        let api = &apis[i % apis.len()];
+        let first = api.purchase(&format!("during-{i}"), &sale).await;
+        if first.status == StatusCode::ACCEPTED {
+            reserved.insert(first.accepted(&sale));
+            break;
+        }
+        first.expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        // Once a purchase was refused for the repair, the node's stock says
+        // no unit remains — unless the sale is back, and then a purchase is
+        // not refused for the repair any more. (Before the node learns of
+        // the restart its stock lags, as any stock read may, by a second.)
+        if under_repair(&first) {
+            let stock = api
+                .get(&format!("/api/v1/sales/{sale}/stock"), &Auth::None)
+                .await;
+            if stock.status == StatusCode::OK && stock.json()["remaining"] != 0 {
+                let second = api.purchase(&format!("during-{i}-again"), &sale).await;
+                assert!(
+                    !under_repair(&second),
+                    "/stock said {} while a purchase got {}",
+                    stock.text(),
+                    second.text()
+                );
+                if second.status == StatusCode::ACCEPTED {
+                    reserved.insert(second.accepted(&sale));
+                    break;
+                }
+            } else {
+                stock.expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the sale did not come back within 20 s: {}",
+            first.text()
+        );
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        cluster.sold(&sale).await,
+        reserved.len() as u64,
+        "the seeded count, then what sold since"
+    );
+
+    sell_out(&cluster, &apis[1], &sale, STOCK, &mut reserved).await;
+    let cancelled = apis[0].cancel("keeper", &kept).await.expect(StatusCode::OK);
+    assert_eq!(cancelled["status"], "cancelled");
+    eventually(PATIENCE, "the cancelled unit is back", || async {
+        (cluster.sold(&sale).await == STOCK - 1).then_some(())
+    })
+    .await;
+    reserved.insert(apis[1].buy("after-cancel", &sale).await);
+    assert_eq!(cluster.sold(&sale).await, STOCK);
+    cluster
+        .assert_orders_materialize(&sale, &reserved, STOCK as usize + 1)
+        .await;
+    cluster.assert_reconciled(&sale);
+    eventually(PATIENCE, "the expired order's unit is back", || async {
+        let stock = apis[1]
+            .get(&format!("/api/v1/sales/{short}/stock"), &Auth::None)
+            .await;
+        (stock.status == StatusCode::OK && stock.json()["remaining"] == 1).then_some(())
+    })
+    .await;
+    apis[1].buy("after-expiry", &short).await;
+    assert_eq!(cluster.sold(&short).await, 1);
+    cluster.assert_reconciled(&short);
+
+    // Nodes gone, Redis empty again: reconcile --repair seeds the sale.
+    for node in &mut cluster.nodes {
+        node.take().expect("a node").kill();
+    }
+    cluster.redis.kill();
+    cluster.redis.restart().await;
+    let checked = cluster.reconcile(&sale, &[]);
+    assert_eq!(checked.status.code(), Some(2), "Redis does not know it");
+    let repaired = cluster.reconcile(&sale, &["--repair"]);
+    let stdout = String::from_utf8_lossy(&repaired.stdout);
+    assert!(
+        repaired.status.success(),
+        "reconcile --repair: {stdout}\n{}",
+        String::from_utf8_lossy(&repaired.stderr)
+    );
+    assert!(stdout.contains("seeded the sale"), "{stdout}");
+    assert_eq!(cluster.sold(&sale).await, STOCK);
+    cluster.stop().await;
 }

@@ -188,3 +188,49 @@ async fn reconcile_without_a_comparison_exits_2() {
         assert!(output.stdout.is_empty());
     }
 }
+
+/// `seckill reconcile … | head`: the reader goes away before the report is
+/// written. The command ends like any filter (SIGPIPE), without a panic.
+#[tokio::test]
+async fn reconcile_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let test = "reconcile_into_a_closed_pipe_ends_quietly";
+    let Some(redis_url) = configured(test, REDIS_URL) else {
+        return;
+    };
+    let Some(database_url) = DATABASE_URLS.iter().find_map(|var| configured(test, var)) else {
+        return;
+    };
+    let redis = RedisAuthority::connect(AuthorityConfig::new(&redis_url))
+        .await
+        .expect("connect to Redis");
+    let store = SqlOrders::connect(&database_url).await.expect("database");
+    let (sale, _) = sale_with_orders(&redis, &store).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seckill"))
+        .args([
+            "reconcile",
+            "--redis",
+            &redis_url,
+            "--database",
+            &database_url,
+        ])
+        .args(["--sale", sale.as_str()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run seckill");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait for seckill");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        output.status.signal(),
+        Some(SIGPIPE),
+        "{:?}: {stderr}",
+        output.status
+    );
+}
+
+/// SIGPIPE's number on Linux.
+const SIGPIPE: i32 = 13;

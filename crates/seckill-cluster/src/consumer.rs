@@ -26,6 +26,13 @@
 //! - database unreachable: the consumer waits and retries the same batch
 //!   (backoff capped at `max_backoff`) and keeps the entries pending; an
 //!   outage never counts towards the dead-letter limit.
+//!
+//! An acknowledgement that finds fewer pending entries than it names means
+//! Redis lost them after they were read (it restarted meanwhile) while
+//! their rows now exist: the consumer fences the sale (`authority/fence.lua`)
+//! so that nothing more is sold before a repair puts them back. (Another
+//! consumer that took an entry over and stored it first causes the same,
+//! and then the repair finds nothing to do.)
 
 use crate::authority::keys::SaleKeys;
 use crate::authority::{RedisAuthority, Wait};
@@ -39,8 +46,12 @@ use redis::streams::{
 use redis::{AsyncCommands, ErrorKind, FromRedisValue, RedisError, RedisResult, Value};
 use seckill_core::SaleId;
 use seckill_store::Reservation;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+static FENCE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("authority/fence.lua")));
 
 /// How often the lag gauges are refreshed (one XINFO GROUPS call).
 const GAUGE_EVERY: Duration = Duration::from_secs(1);
@@ -93,6 +104,9 @@ pub struct Consumer {
     group_ready: bool,
     /// Where the next `XAUTOCLAIM` scan of the pending entries starts.
     claim_cursor: String,
+    /// Entries stored as rows whose acknowledgement has not reached Redis
+    /// yet: sent again before anything else.
+    unacknowledged: Vec<String>,
     gauges_at: Option<Instant>,
 }
 
@@ -120,6 +134,7 @@ impl Consumer {
             config,
             group_ready: false,
             claim_cursor: "0-0".into(),
+            unacknowledged: Vec::new(),
             gauges_at: None,
         })
     }
@@ -149,6 +164,20 @@ impl Consumer {
             self.group_ready = false;
             self.claim_cursor = "0-0".into();
         }
+        let result = self.round().await;
+        if let Err(error) = &result
+            && error.code() == Some("NOGROUP")
+        {
+            // The stream or its group is gone (deleted, or Redis restarted
+            // empty): make them again next round, reading from the start.
+            self.group_ready = false;
+            self.claim_cursor = "0-0".into();
+        }
+        result
+    }
+
+    async fn round(&mut self) -> RedisResult<usize> {
+        self.acknowledge().await?;
         if !self.group_ready {
             self.create_group().await?;
             self.group_ready = true;
@@ -156,14 +185,7 @@ impl Consumer {
         let reclaimed = self.reclaim().await?;
         let taken_over = reclaimed.len();
         self.store(reclaimed).await?;
-        let fresh = match self.read_new(taken_over == 0).await {
-            Err(error) if error.code() == Some("NOGROUP") => {
-                // The stream was deleted: make the group again next round.
-                self.group_ready = false;
-                return Err(error);
-            }
-            other => other?,
-        };
+        let fresh = self.read_new(taken_over == 0).await?;
         let handled = taken_over + fresh.len();
         self.store(fresh).await?;
         self.refresh_gauges().await;
@@ -310,10 +332,30 @@ impl Consumer {
     }
 
     async fn ack(&mut self, entries: &[StreamId]) -> RedisResult<()> {
-        let ids: Vec<&str> = entries.iter().map(|entry| entry.id.as_str()).collect();
-        let _: usize = self.redis.xack(&self.stream, ORDERS_GROUP, &ids).await?;
+        self.unacknowledged
+            .extend(entries.iter().map(|entry| entry.id.clone()));
+        self.acknowledge().await
+    }
+
+    /// Acknowledges the stored entries; if Redis no longer holds some of
+    /// them, fences the sale (see the module docs).
+    async fn acknowledge(&mut self) -> RedisResult<()> {
+        if self.unacknowledged.is_empty() {
+            return Ok(());
+        }
+        let ids = &self.unacknowledged;
+        let acknowledged: usize = self.redis.xack(&self.stream, ORDERS_GROUP, ids).await?;
+        if acknowledged < ids.len() {
+            tracing::warn!(sale = %self.sale, entries = ids.len() - acknowledged,
+                "Redis lost entries stored as orders (it restarted): fencing the sale until it is repaired");
+            let _: i64 = FENCE
+                .key(SaleKeys::new(&self.sale).sale)
+                .invoke_async(&mut self.redis)
+                .await?;
+        }
         metrics::counter!("seckill_consumer_entries_total", "sale" => self.sale.to_string())
             .increment(ids.len() as u64);
+        self.unacknowledged.clear();
         Ok(())
     }
 

@@ -24,7 +24,9 @@
 //!    after T). Rows only ever appear after their entry, and statuses only
 //!    leave pending_payment, so each order is placed as of T:
 //!    - an entry with no row: not yet consumed, unless it was dead-lettered
-//!      (acknowledged without a row: it never will be);
+//!      or the consumer group acknowledged it anyway (its last-delivered id
+//!      and pending entries, read before the SELECT: a row commits before
+//!      its entry is acknowledged) — then it never will be;
 //!    - pending_payment or paid: held on both sides;
 //!    - expired or cancelled, released at T: held on neither side;
 //!    - expired or cancelled, not released at T: Redis held it at T. Its
@@ -33,7 +35,8 @@
 //!      not was lost with a crashed process (`released_missing`);
 //!    - a row with no entry up to T: reserved after T (its entry follows
 //!      T's id in the stream: left out of the comparison), or lost by Redis
-//!      (`lost`) — which is decided by reading the stream's tail after the
+//!      (`lost`; `lost_released` once cancelled or expired and not released
+//!      in Redis) — which is decided by reading the stream's tail after the
 //!      SELECT, when every row it saw has its entry.
 //!
 //! Hence `difference` = sold − (pending + paid + unconsumed + releasing) is
@@ -61,16 +64,25 @@
 //!   restore is the undo of that release (a holding that release could not
 //!   take below zero then comes back too high, which can only refuse a
 //!   purchase: the safe side of I4).
+//! - `lost_released`: put back the same way, as released (no units, its id
+//!   in the `released` set), so that a release of it gives nothing back.
+//! - A sale Redis does not know (it restarted empty): written back from
+//!   the order store with nothing sold, fenced; then every order is `lost`
+//!   and put back as above.
+//! - The fence (`authority/run_id.lua`): lifted (`reconcile/verify.lua`)
+//!   once Redis holds at least every unit the orders and the stream hold,
+//!   under the Redis run read before the comparison; the nodes run this
+//!   same repair after a restart.
 //! - Not repaired, left to a person (the report stays inconsistent):
-//!   dead-lettered reservations (a buyer heard "reserved", the database
-//!   refused the row), `oversold` units (orders must be cancelled), and an
-//!   `unexplained` difference.
+//!   dead-lettered and acknowledged-without-row reservations (a buyer heard
+//!   "reserved", no order will come), `oversold` units (orders must be
+//!   cancelled), and an `unexplained` difference.
 
 use crate::authority::keys::SaleKeys;
-use crate::authority::{AuthorityError, RedisAuthority, ReleaseOutcome};
+use crate::authority::{AuthorityError, Fence, RedisAuthority, ReleaseOutcome};
 use crate::orders::{ExpiredOrder, OrdersError, SqlOrders};
-use crate::stream;
-use redis::streams::{StreamId, StreamRangeReply};
+use crate::stream::{self, ORDERS_GROUP};
+use redis::streams::{StreamId, StreamInfoGroupsReply, StreamPendingCountReply, StreamRangeReply};
 use redis::{Script, Value};
 use seckill_core::{OrderId, OrderStatus, SaleId};
 use seckill_store::{ReleasedUnits, Reservation};
@@ -87,6 +99,12 @@ static SNAPSHOT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("reconcile/snapshot.lua")));
 static RESTORE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("reconcile/restore.lua")));
+static VERIFY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("authority/run_id.lua"),
+        include_str!("reconcile/verify.lua")
+    ))
+});
 
 /// Entries per XRANGE while the stream is read.
 const CHUNK: usize = 1000;
@@ -101,6 +119,10 @@ pub enum ReconcileError {
     Orders(#[from] OrdersError),
     #[error("Redis does not know sale `{0}`")]
     UnknownSale(SaleId),
+    #[error("neither Redis nor the order store knows sale `{0}`")]
+    NoSuchSale(SaleId),
+    #[error("Redis fenced sale `{0}` (it restarted): only a repair may change it")]
+    Fenced(SaleId),
 }
 
 /// One sale compared, as of one instant of Redis (see the module docs).
@@ -109,6 +131,11 @@ pub struct Report {
     pub sale_id: SaleId,
     /// `difference` is zero, no order is adrift and nothing is oversold.
     pub consistent: bool,
+    /// Redis restarted (or the sale was seeded again) since its counts were
+    /// last checked against the orders: the nodes refuse its purchases and
+    /// releases until a repair finds Redis holds every unit the orders and
+    /// the stream hold (the running nodes make it within seconds).
+    pub fenced: bool,
     pub stock: u64,
     pub redis_sold: u64,
     /// Units of orders pending_payment (or queued).
@@ -129,6 +156,14 @@ pub struct Report {
     /// Reservations moved to the dead-letter stream: Redis holds their
     /// units, and no order will ever be made of them.
     pub dead_lettered: Vec<Reservation>,
+    /// Reservations a consumer acknowledged although no row of them exists
+    /// (e.g. the insert skipped it as a duplicate of another row): Redis
+    /// holds their units, and no order will ever be made of them.
+    pub acknowledged_without_row: Vec<Reservation>,
+    /// Expired or cancelled orders whose reservation Redis lost: it holds
+    /// nothing for them, yet it would take a release of them (a node's
+    /// repair of missed releases) and give units back twice.
+    pub lost_released: Vec<Reservation>,
     /// The part of `difference` that the orders listed do not account for.
     pub unexplained: i64,
     /// Units held (pending, paid, unconsumed) beyond the stock (I1).
@@ -144,6 +179,11 @@ pub enum Repair {
     Released { order_id: OrderId, quantity: u64 },
     /// A reservation Redis lost, put back.
     Restored { order_id: OrderId, quantity: u64 },
+    /// A released order Redis lost, put back as released (no units).
+    RestoredReleased { order_id: OrderId },
+    /// The sale, lost by Redis, written back from the order store (nothing
+    /// sold, fenced); its orders then come back as `Restored`.
+    Seeded,
 }
 
 /// Compares (and repairs) sales between the stock authority and the order
@@ -175,17 +215,28 @@ impl Reconciler {
     /// Compares, changing nothing.
     pub async fn check(&self, sale: &SaleId) -> Result<Report, ReconcileError> {
         let keys = SaleKeys::new(sale);
+        let fenced = match self.redis.fence(sale).await? {
+            Fence::Open => false,
+            Fence::Fenced => true,
+            Fence::Unknown => return Err(ReconcileError::UnknownSale(sale.clone())),
+        };
         // Redis at T, and the reservations up to T.
         let at = self.snapshot(sale, &keys).await?;
-        let mut reserved: HashMap<OrderId, Reservation> = HashMap::new();
+        let mut reserved: HashMap<OrderId, (String, Reservation)> = HashMap::new();
         self.scan(sale, &keys.reservations, "-", &at.last_entry, |entry| {
             let reservation = stream::parse_reservation(sale, &entry.map).map_err(|reason| {
                 AuthorityError::Protocol(format!("reservation entry {}: {reason}", entry.id))
             })?;
-            reserved.insert(reservation.order_id.clone(), reservation);
+            reserved.insert(
+                reservation.order_id.clone(),
+                (entry.id.clone(), reservation),
+            );
             Ok(())
         })
         .await?;
+        // What the consumers had acknowledged before the SELECT: a row is
+        // committed before its entry is acknowledged, so the SELECT sees it.
+        let acknowledged = self.acknowledged(sale, &keys).await?;
         // The database at T', then what Redis wrote since T (every row read
         // has its entry by now) and what it gave up on.
         let rows = self.orders.orders_of_sale(sale).await?;
@@ -207,6 +258,7 @@ impl Reconciler {
                 OrderStatus::Paid => tally.paid += order.quantity,
                 status if status.holds_stock() => tally.pending += order.quantity,
                 _ if in_snapshot && !released => unreleased.push(order.clone()),
+                _ if !in_snapshot && !released => tally.lost_released.push(order.clone()),
                 _ => {}
             }
             if !in_snapshot && (status.holds_stock() || released) {
@@ -214,12 +266,14 @@ impl Reconciler {
             }
         }
         let with_row: HashSet<&OrderId> = rows.iter().map(|(order, _)| &order.order_id).collect();
-        for (id, reservation) in reserved {
+        for (id, (entry, reservation)) in reserved {
             if with_row.contains(&id) {
                 continue;
             }
             if dead.contains(id.as_str()) {
                 tally.dead_lettered.push(reservation);
+            } else if acknowledged.contains(&entry) {
+                tally.acknowledged_without_row.push(reservation);
             } else {
                 tally.unconsumed += reservation.quantity;
             }
@@ -227,40 +281,144 @@ impl Reconciler {
         let (releasing, missing) = self.settle(sale, &keys, unreleased).await?;
         tally.releasing = releasing;
         tally.released_missing = missing;
-        Ok(tally.into_report(sale, &at))
+        Ok(tally.into_report(sale, &at, fenced))
     }
 
     /// Repairs what can be repaired safely (see the module docs), then
-    /// compares again: the report says what is left, and what was done.
+    /// compares again: the report says what is left, and what was done. A
+    /// sale Redis lost is seeded from the order store first; a fenced sale
+    /// sells again once Redis holds every unit the orders and the stream
+    /// hold.
     pub async fn repair(&self, sale: &SaleId) -> Result<Report, ReconcileError> {
-        let before = self.check(sale).await?;
-        let missing: Vec<ExpiredOrder> = before
-            .released_missing
+        // The run everything below is checked under: if Redis restarts
+        // again meanwhile, the fence stays (verify.lua).
+        let run = self.redis.run_id().await?;
+        let mut repaired = Vec::new();
+        let before = match self.check(sale).await {
+            Err(ReconcileError::UnknownSale(_)) => {
+                let stored = self
+                    .orders
+                    .sales()
+                    .await?
+                    .into_iter()
+                    .find(|s| &s.id == sale);
+                let stored = stored.ok_or_else(|| ReconcileError::NoSuchSale(sale.clone()))?;
+                if self.redis.seed_sale(&stored).await? {
+                    repaired.push(Repair::Seeded);
+                }
+                self.check(sale).await?
+            }
+            other => other?,
+        };
+        let missing = expired_orders(&before.released_missing);
+        repaired.extend(release_missing_under(&self.redis, sale, &missing, &run).await?);
+        for (order, released) in before
+            .lost
             .iter()
-            .map(|order| ExpiredOrder {
-                order_id: order.order_id.clone(),
-                released: ReleasedUnits {
-                    sale_id: order.sale_id.clone(),
-                    user_id: order.user_id.clone(),
-                    quantity: order.quantity,
-                },
-            })
-            .collect();
-        let mut repaired = release_missing(&self.redis, sale, &missing).await?;
-        for order in &before.lost {
-            if self.restore(order).await? {
-                repaired.push(Repair::Restored {
-                    order_id: order.order_id.clone(),
-                    quantity: order.quantity,
+            .map(|order| (order, false))
+            .chain(before.lost_released.iter().map(|order| (order, true)))
+        {
+            if self.restore(order, released).await? {
+                repaired.push(if released {
+                    Repair::RestoredReleased {
+                        order_id: order.order_id.clone(),
+                    }
+                } else {
+                    Repair::Restored {
+                        order_id: order.order_id.clone(),
+                        quantity: order.quantity,
+                    }
                 });
             }
         }
-        if repaired.is_empty() {
+        if repaired.is_empty() && !before.fenced {
             return Ok(before);
         }
         let mut after = self.check(sale).await?;
+        if after.fenced && after.sells_nothing_twice() && self.verify(sale, &run).await? {
+            // Releases the fence refused, of orders cancelled or expired
+            // after the comparison above, are made now.
+            after = self.check(sale).await?;
+            let refused = expired_orders(&after.released_missing);
+            let released = release_missing(&self.redis, sale, &refused).await?;
+            if !released.is_empty() {
+                repaired.extend(released);
+                after = self.check(sale).await?;
+            }
+        }
         after.repaired = repaired;
         Ok(after)
+    }
+
+    /// Lifts the sale's fence if Redis still runs `run`.
+    async fn verify(&self, sale: &SaleId, run: &str) -> Result<bool, ReconcileError> {
+        let keys = SaleKeys::new(sale);
+        let reply = self
+            .redis
+            .write(sale, "verify", &VERIFY, &[&keys.sale], &[run.to_owned()])
+            .await?;
+        match reply {
+            Value::Int(1) => Ok(true),
+            Value::Int(0) => Ok(false),
+            Value::Int(-1) => Err(ReconcileError::UnknownSale(sale.clone())),
+            other => Err(AuthorityError::Protocol(format!("verify answered {other:?}")).into()),
+        }
+    }
+
+    /// The ids of the entries of the sale's stream that the consumer group
+    /// has acknowledged: delivered (up to its last-delivered id) and no
+    /// longer pending.
+    async fn acknowledged(
+        &self,
+        sale: &SaleId,
+        keys: &SaleKeys,
+    ) -> Result<Acknowledged, AuthorityError> {
+        let groups: StreamInfoGroupsReply = match self
+            .redis
+            .query(
+                sale,
+                "reconcile",
+                redis::cmd("XINFO").arg("GROUPS").arg(&keys.reservations),
+            )
+            .await
+        {
+            Ok(groups) => groups,
+            // No stream yet: nothing delivered.
+            Err(AuthorityError::Protocol(_)) => return Ok(Acknowledged::default()),
+            Err(error) => return Err(error),
+        };
+        let Some(group) = groups.groups.into_iter().find(|g| g.name == ORDERS_GROUP) else {
+            return Ok(Acknowledged::default());
+        };
+        let mut pending = HashSet::new();
+        let mut start = "-".to_owned();
+        loop {
+            let chunk: StreamPendingCountReply = self
+                .redis
+                .query(
+                    sale,
+                    "reconcile",
+                    redis::cmd("XPENDING")
+                        .arg(&keys.reservations)
+                        .arg(ORDERS_GROUP)
+                        .arg(&start)
+                        .arg("+")
+                        .arg(CHUNK),
+                )
+                .await?;
+            let full = chunk.ids.len() == CHUNK;
+            if let Some(last) = chunk.ids.last() {
+                start = format!("({}", last.id);
+            }
+            pending.extend(chunk.ids.into_iter().map(|p| p.id));
+            if !full {
+                break;
+            }
+        }
+        Ok(Acknowledged {
+            delivered: entry_id(&group.last_delivered_id),
+            pending,
+        })
     }
 
     async fn snapshot(&self, sale: &SaleId, keys: &SaleKeys) -> Result<Snapshot, ReconcileError> {
@@ -369,8 +527,9 @@ impl Reconciler {
         Ok((landed, waiting))
     }
 
-    /// Puts back one reservation Redis lost; false when it was already.
-    async fn restore(&self, order: &Reservation) -> Result<bool, ReconcileError> {
+    /// Puts back one reservation Redis lost (as released, with no units,
+    /// when `released`); false when it was already.
+    async fn restore(&self, order: &Reservation, released: bool) -> Result<bool, ReconcileError> {
         let sale = &order.sale_id;
         let sale_keys = SaleKeys::new(sale);
         let args = [
@@ -381,6 +540,7 @@ impl Reconciler {
             order.idempotency_key.clone().unwrap_or_default(),
             order.created_at.as_millis().to_string(),
             order.expires_at.as_millis().to_string(),
+            if released { "1" } else { "0" }.to_owned(),
         ];
         let keys = [
             sale_keys.sale.as_str(),
@@ -388,6 +548,7 @@ impl Reconciler {
             &sale_keys.keys,
             &sale_keys.reservations,
             &sale_keys.restored,
+            &sale_keys.released,
         ];
         let reply = self
             .redis
@@ -413,6 +574,17 @@ pub async fn release_missing(
     sale: &SaleId,
     orders: &[ExpiredOrder],
 ) -> Result<Vec<Repair>, ReconcileError> {
+    release_missing_under(redis, sale, orders, "").await
+}
+
+/// `release_missing`, by a repair that found these orders' reservations in
+/// Redis under `run` (`RedisAuthority::release_under`).
+async fn release_missing_under(
+    redis: &RedisAuthority,
+    sale: &SaleId,
+    orders: &[ExpiredOrder],
+    run: &str,
+) -> Result<Vec<Repair>, ReconcileError> {
     let keys = SaleKeys::new(sale);
     let mut repaired = Vec::new();
     for chunk in orders.chunks(CHUNK) {
@@ -421,7 +593,7 @@ pub async fn release_missing(
         for (order, _) in chunk.iter().zip(flags).filter(|(_, released)| !released) {
             let ExpiredOrder { order_id, released } = order;
             match redis
-                .release(sale, order_id, &released.user_id, released.quantity)
+                .release_under(sale, order_id, &released.user_id, released.quantity, run)
                 .await?
             {
                 ReleaseOutcome::Released => repaired.push(Repair::Released {
@@ -432,10 +604,25 @@ pub async fn release_missing(
                 ReleaseOutcome::UnknownSale => {
                     return Err(ReconcileError::UnknownSale(sale.clone()));
                 }
+                ReleaseOutcome::Unverified => return Err(ReconcileError::Fenced(sale.clone())),
             }
         }
     }
     Ok(repaired)
+}
+
+fn expired_orders(orders: &[Reservation]) -> Vec<ExpiredOrder> {
+    orders
+        .iter()
+        .map(|order| ExpiredOrder {
+            order_id: order.order_id.clone(),
+            released: ReleasedUnits {
+                sale_id: order.sale_id.clone(),
+                user_id: order.user_id.clone(),
+                quantity: order.quantity,
+            },
+        })
+        .collect()
 }
 
 /// Whether each of `ids` is in the sale's `released` set (one SMISMEMBER).
@@ -473,6 +660,29 @@ struct Snapshot {
     released: HashSet<String>,
 }
 
+/// Which entries the consumer group has acknowledged (see
+/// `Reconciler::acknowledged`).
+#[derive(Default)]
+struct Acknowledged {
+    delivered: Option<(u64, u64)>,
+    pending: HashSet<String>,
+}
+
+impl Acknowledged {
+    fn contains(&self, entry: &str) -> bool {
+        match (self.delivered, entry_id(entry)) {
+            (Some(delivered), Some(id)) => id <= delivered && !self.pending.contains(entry),
+            _ => false,
+        }
+    }
+}
+
+/// A stream entry id `MS-SEQ` in its order.
+fn entry_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 /// The orders placed as of the snapshot, before the sums are drawn.
 #[derive(Default)]
 struct Tally {
@@ -483,20 +693,26 @@ struct Tally {
     released_missing: Vec<Reservation>,
     lost: Vec<Reservation>,
     dead_lettered: Vec<Reservation>,
+    acknowledged_without_row: Vec<Reservation>,
+    lost_released: Vec<Reservation>,
 }
 
 impl Tally {
-    fn into_report(mut self, sale: &SaleId, at: &Snapshot) -> Report {
+    fn into_report(mut self, sale: &SaleId, at: &Snapshot, fenced: bool) -> Report {
         let units = |orders: &[Reservation]| signed(orders.iter().map(|o| o.quantity).sum());
         let expected = self.pending + self.paid + self.unconsumed + self.releasing;
         let difference = signed(at.sold) - signed(expected);
-        let explained =
-            units(&self.released_missing) + units(&self.dead_lettered) - units(&self.lost);
+        let explained = units(&self.released_missing)
+            + units(&self.dead_lettered)
+            + units(&self.acknowledged_without_row)
+            - units(&self.lost);
         let oversold = (self.pending + self.paid + self.unconsumed).saturating_sub(at.total);
         for list in [
             &mut self.released_missing,
             &mut self.lost,
             &mut self.dead_lettered,
+            &mut self.acknowledged_without_row,
+            &mut self.lost_released,
         ] {
             list.sort_by(|a, b| a.order_id.cmp(&b.order_id));
         }
@@ -506,7 +722,10 @@ impl Tally {
                 && oversold == 0
                 && self.released_missing.is_empty()
                 && self.lost.is_empty()
-                && self.dead_lettered.is_empty(),
+                && self.dead_lettered.is_empty()
+                && self.acknowledged_without_row.is_empty()
+                && self.lost_released.is_empty(),
+            fenced,
             stock: at.total,
             redis_sold: at.sold,
             db_pending: self.pending,
@@ -517,10 +736,21 @@ impl Tally {
             released_missing: self.released_missing,
             lost: self.lost,
             dead_lettered: self.dead_lettered,
+            acknowledged_without_row: self.acknowledged_without_row,
+            lost_released: self.lost_released,
             unexplained: difference - explained,
             oversold,
             repaired: Vec::new(),
         }
+    }
+}
+
+impl Report {
+    /// Whether selling on from Redis' count can sell no unit twice: Redis
+    /// holds at least the units the orders and the stream hold, and knows
+    /// every order (a release of one it lost would give units back twice).
+    pub fn sells_nothing_twice(&self) -> bool {
+        self.difference >= 0 && self.lost.is_empty() && self.lost_released.is_empty()
     }
 }
 

@@ -14,7 +14,7 @@
 //! ([`crate::reconcile::RecentReleases`]) releases it within seconds (the
 //! release is idempotent by order id, so doing it twice is harmless).
 
-use crate::authority::{AuthorityError, RedisAuthority};
+use crate::authority::{AuthorityError, RedisAuthority, ReleaseOutcome};
 use crate::orders::{ExpiredOrder, OrdersError, SqlOrders};
 use async_trait::async_trait;
 use seckill_core::{Order, OrderId, OrderStatus, Sale, SaleId, Timestamp, UserId};
@@ -55,8 +55,14 @@ impl ClusterStore {
                 released.quantity,
             )
             .await;
-        if let Err(error) = result {
-            tracing::warn!(order = %order_id, %error, "units not returned to Redis yet; the pass over recent releases will");
+        match result {
+            Ok(ReleaseOutcome::Released | ReleaseOutcome::AlreadyReleased) => {}
+            Ok(outcome) => {
+                tracing::warn!(order = %order_id, ?outcome, "units not returned to Redis yet: it lost or fenced the sale; its repair will");
+            }
+            Err(error) => {
+                tracing::warn!(order = %order_id, %error, "units not returned to Redis yet; the pass over recent releases will");
+            }
         }
     }
 

@@ -9,7 +9,9 @@ use common::{authority, connection, databases};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use seckill_cluster::authority::keys::SaleKeys;
-use seckill_cluster::authority::{RedisAuthority, ReserveOutcome, ReserveRequest};
+use seckill_cluster::authority::{
+    AuthorityError, Fence, RedisAuthority, ReleaseOutcome, ReserveOutcome, ReserveRequest,
+};
 use seckill_cluster::consumer::{Consumer, ConsumerConfig};
 use seckill_cluster::orders::SqlOrders;
 use seckill_cluster::reconcile::{RecentReleases, ReconcileError, Reconciler, Repair, Report};
@@ -147,6 +149,23 @@ impl Fixture {
             .hincr(&keys.buyers, user, -quantity)
             .hdel(&keys.keys, format!("{user}\nkey-1"))
             .query_async(&mut self.raw)
+            .await
+            .unwrap();
+    }
+
+    /// Redis loses the whole sale, as a restart with no persistence does.
+    async fn wipe_redis(&mut self) {
+        let keys = SaleKeys::new(&self.sale);
+        let _: () = self
+            .raw
+            .del(&[
+                keys.sale,
+                keys.buyers,
+                keys.keys,
+                keys.reservations,
+                keys.released,
+                keys.restored,
+            ])
             .await
             .unwrap();
     }
@@ -560,5 +579,207 @@ async fn a_running_sale_shows_no_difference() {
             f.store.dialect()
         );
         f.forget().await;
+    }
+}
+
+/// Redis restarted empty (no persistence): the sale and its orders are in
+/// the database only. The repair seeds the sale and puts its orders back —
+/// the units and holdings of those that hold stock, the key answers, the
+/// released ones as released — so that the sale sells on from the right
+/// count, a keyed retry gets its order, and a later release of an order
+/// released before changes nothing.
+#[tokio::test]
+async fn a_sale_redis_lost_is_seeded_again_by_repair() {
+    for mut f in Fixture::each("sale_redis_lost", 10).await {
+        let orders = [f.buy(1).await, f.buy(2).await, f.buy(1).await];
+        f.consume().await;
+        f.cancel_in_database(&orders[2]).await;
+        let user = f.buyers[&orders[2]].clone();
+        f.redis
+            .release(&f.sale, &orders[2], &user, 1)
+            .await
+            .unwrap();
+        f.wipe_redis().await;
+        assert!(matches!(
+            f.reconciler().check(&f.sale).await,
+            Err(ReconcileError::UnknownSale(_))
+        ));
+
+        let repaired = f.repair().await;
+        assert!(repaired.consistent, "{repaired:#?}");
+        assert!(!repaired.fenced);
+        assert!(repaired.repaired.contains(&Repair::Seeded));
+        assert!(repaired.repaired.contains(&Repair::RestoredReleased {
+            order_id: orders[2].clone()
+        }));
+        assert_eq!(f.sold().await, 3);
+        let buyers: HashMap<String, u64> =
+            f.raw.hgetall(SaleKeys::new(&f.sale).buyers).await.unwrap();
+        assert_eq!(buyers[f.buyers[&orders[1]].as_str()], 2);
+        // A keyed retry gets its order; a late release gives nothing back.
+        let retry = f
+            .redis
+            .reserve(&ReserveRequest {
+                sale_id: &f.sale,
+                user_id: &f.buyers[&orders[0]],
+                quantity: 1,
+                order_id: &OrderId::generate(),
+                idempotency_key: Some("key-1"),
+            })
+            .await
+            .unwrap();
+        assert!(
+            matches!(&retry, ReserveOutcome::Duplicate { order_id, .. } if *order_id == orders[0]),
+            "{retry:?}"
+        );
+        let late = f.redis.release(&f.sale, &orders[2], &user, 1).await;
+        assert_eq!(late.unwrap(), ReleaseOutcome::AlreadyReleased);
+        assert_eq!(f.sold().await, 3);
+        f.forget().await;
+    }
+}
+
+/// A consumer acknowledged an entry of which no row exists: its insert was
+/// skipped as a duplicate (here another sale's order has its id, as when a
+/// unique key collides). Redis counts its unit, the database never will:
+/// reconcile reports it and calls the sale not consistent.
+#[tokio::test]
+async fn an_acknowledged_reservation_without_a_row_is_reported() {
+    for mut f in Fixture::each("acknowledged_without_row", 10).await {
+        let taken = f.buy(1).await;
+        f.consume().await;
+        let other = common::sale(10, 2);
+        f.store.create_sale(&other).await.unwrap();
+        assert!(f.redis.create_sale(&other).await.unwrap());
+        let keys = SaleKeys::new(&other.id);
+        let now = common::now().to_string();
+        let _: () = redis::pipe()
+            .atomic()
+            .hincr(&keys.sale, "sold", 1)
+            .hincr(&keys.buyers, "collider", 1)
+            .xadd(
+                &keys.reservations,
+                "*",
+                &[
+                    ("order_id", taken.as_str()),
+                    ("sale_id", other.id.as_str()),
+                    ("user_id", "collider"),
+                    ("quantity", "1"),
+                    ("idempotency_key", ""),
+                    ("created_at_ms", &now),
+                    ("expires_at_ms", &now),
+                ],
+            )
+            .query_async(&mut f.raw)
+            .await
+            .unwrap();
+        let config = ConsumerConfig {
+            block: Duration::from_millis(50),
+            ..ConsumerConfig::new("reconcile-test")
+        };
+        let mut consumer =
+            Consumer::new(&f.redis, f.store.clone(), other.id.clone(), config).unwrap();
+        while consumer.step().await.expect("consume") > 0 {}
+
+        let report = f.reconciler().check(&other.id).await.unwrap();
+        assert!(!report.consistent, "{report:#?}");
+        assert_eq!(ids(&report.acknowledged_without_row), [&taken]);
+        assert_eq!((report.unconsumed, report.difference), (0, 1));
+        assert_eq!(report.unexplained, 0);
+        let _: () = f
+            .raw
+            .del(&[keys.sale, keys.buyers, keys.reservations])
+            .await
+            .unwrap();
+        f.forget().await;
+    }
+}
+
+/// A consumer read reservations, then the database was out of reach while
+/// Redis restarted empty and the sale was seeded and checked again (it held
+/// no rows yet). When the rows land, Redis holds nothing of them: the
+/// consumer's acknowledgement finds no entry, so it fences the sale, and
+/// the repair then puts the orders back — their units are not sold again.
+#[tokio::test]
+async fn rows_stored_after_redis_lost_their_entries_fence_the_sale() {
+    let test = "rows_stored_after_redis_lost_their_entries";
+    if common::redis_url().is_none() {
+        return;
+    }
+    let Some(mut private) = common::PrivateRedis::start(&["--appendonly", "no"]).await else {
+        panic!("redis-server is missing and SECKILL_TEST_REDIS_URL is set");
+    };
+    for (var, url) in common::database_urls(test) {
+        let direct = SqlOrders::connect(&url).await.expect(var);
+        let (template, target) = common::Relay::route(&url);
+        let relay = common::Relay::start(target).await;
+        let relayed = SqlOrders::connect(&template.replace("RELAY", &relay.addr.to_string()))
+            .await
+            .expect("connect through the relay");
+        let redis = authority(&private.url()).await;
+        let sale = common::sale(10, 1);
+        direct.create_sale(&sale).await.unwrap();
+        redis.create_sale(&sale).await.unwrap();
+        for n in 0..3 {
+            let outcome = redis
+                .reserve(&ReserveRequest {
+                    sale_id: &sale.id,
+                    user_id: &UserId::from(format!("user-{n}")),
+                    quantity: 1,
+                    order_id: &OrderId::generate(),
+                    idempotency_key: None,
+                })
+                .await
+                .unwrap();
+            assert!(matches!(outcome, ReserveOutcome::Reserved { .. }));
+        }
+        relay.open.send_replace(false);
+        let config = ConsumerConfig {
+            block: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(100),
+            ..ConsumerConfig::new("node-a")
+        };
+        let running = tokio::spawn(
+            Consumer::new(&redis, relayed, sale.id.clone(), config)
+                .unwrap()
+                .run(),
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        private.restart().await;
+        let reconciler =
+            Reconciler::new(redis.clone(), direct.clone()).with_settle(Duration::from_millis(300));
+        let mut seeded = reconciler.repair(&sale.id).await;
+        // The first call after the restart finds the old connection broken.
+        for _ in 0..50 {
+            match seeded {
+                Err(ReconcileError::Redis(AuthorityError::Unavailable(_))) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    seeded = reconciler.repair(&sale.id).await;
+                }
+                _ => break,
+            }
+        }
+        let seeded = seeded.unwrap();
+        assert!(!seeded.fenced && seeded.redis_sold == 0, "{seeded:#?}");
+
+        relay.open.send_replace(true);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while redis.fence(&sale.id).await.unwrap() != Fence::Fenced {
+            assert!(Instant::now() < deadline, "the sale was not fenced ({var})");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        running.abort();
+        assert_eq!(
+            direct
+                .units_by_status(&sale.id)
+                .await
+                .unwrap()
+                .pending_payment,
+            3
+        );
+        let repaired = reconciler.repair(&sale.id).await.unwrap();
+        assert!(repaired.consistent && !repaired.fenced, "{repaired:#?}");
+        assert_eq!(repaired.redis_sold, 3);
     }
 }

@@ -15,6 +15,16 @@
 //! units of cancelled or expired orders that never reached Redis
 //! ([`RecentReleases`]): a node that died between the two steps strands
 //! nothing for longer than that.
+//!
+//! A Redis that restarted (from an older snapshot, or empty) fences each
+//! sale: its scripts refuse purchases and releases of a sale whose counts
+//! were not checked under the running process (`run_id.lua`). A node that
+//! meets the fence — a purchase answered `unverified` or `unknown_sale`, or
+//! the once-a-second look at each sale — marks the sale unavailable
+//! (purchases and stock reads answer 503) and runs the repair
+//! `seckill reconcile --repair` runs ([`Reconciler::repair`]: the sale
+//! seeded again from the database if Redis lost it, the orders Redis lost
+//! put back); the sale sells again once the fence is lifted.
 
 use crate::breaker::{Breaker, BreakerRules};
 use crate::error::{ApiError, ApiResult};
@@ -22,21 +32,23 @@ use crate::market::{LiveSale, Purchase, Receipt};
 use crate::waiting::Waiting;
 use crate::{App, AppState, OpenError, Server, ServerConfig};
 use seckill_cluster::authority::{
-    AuthorityConfig, AuthorityError, RedisAuthority, ReserveOutcome, ReserveRequest, StockEvent,
+    AuthorityConfig, AuthorityError, Fence, RedisAuthority, ReserveOutcome, ReserveRequest,
+    StockEvent,
 };
 use seckill_cluster::clock::AuthorityClock;
 use seckill_cluster::consumer::{Consumer, ConsumerConfig};
 use seckill_cluster::nodes::Heartbeat;
 use seckill_cluster::orders::{OrdersError, SqlOrders};
 use seckill_cluster::quota::Quotas;
-use seckill_cluster::reconcile::RecentReleases;
+use seckill_cluster::reconcile::{RecentReleases, Reconciler};
 use seckill_cluster::store::ClusterStore;
 use seckill_core::{OrderId, OrderStatus, SaleId};
 use seckill_store::{Store, StoreError};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// How often a node says it is alive, and how long it counts as alive
@@ -47,6 +59,8 @@ const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
 /// How often the node looks for releases that never reached Redis.
 const RELEASES_EVERY: Duration = Duration::from_secs(5);
+/// How soon a repair that could not lift a sale's fence is tried again.
+const REPAIR_RETRY: Duration = Duration::from_secs(2);
 
 /// What a node needs to join a cluster.
 #[derive(Debug, Clone)]
@@ -143,6 +157,11 @@ pub struct Cluster {
     /// Purchases answered 503 that Redis reserved all the same: the
     /// durability wait fell short (`seckill_purchases_unconfirmed_total`).
     unconfirmed: AtomicU64,
+    /// Sales Redis lost or fenced, for the repairer (`spawn`); each sale
+    /// is queued once until its repair ends.
+    repairs: mpsc::UnboundedSender<SaleId>,
+    repairs_queued: Mutex<HashSet<SaleId>>,
+    repair_queue: Mutex<Option<mpsc::UnboundedReceiver<SaleId>>>,
 }
 
 impl Cluster {
@@ -159,7 +178,11 @@ impl Cluster {
             HEARTBEAT_TTL,
         )
         .await?;
+        let (repairs, repair_queue) = mpsc::unbounded_channel();
         let cluster = Arc::new(Self {
+            repairs,
+            repairs_queued: Mutex::default(),
+            repair_queue: Mutex::new(Some(repair_queue)),
             quotas: Quotas::new(config.buffer, heartbeat.live_nodes()),
             heartbeat: Mutex::new(Some(heartbeat)),
             node_id: config.node_id,
@@ -244,9 +267,9 @@ impl Cluster {
             ReserveOutcome::SoldOut { .. } => ApiError::sold_out(),
             ReserveOutcome::NotStarted { .. } => ApiError::not_started(),
             ReserveOutcome::Ended { .. } => ApiError::ended(),
-            ReserveOutcome::UnknownSale => {
-                tracing::error!(sale = %sale.sale.id, "Redis does not know this sale; run `seckill reconcile`");
-                ApiError::unavailable("the stock authority does not know this sale")
+            ReserveOutcome::UnknownSale | ReserveOutcome::Unverified => {
+                self.fenced(sale);
+                ApiError::unavailable(crate::routes::sales::UNDER_REPAIR)
             }
         };
         Err(refusal)
@@ -254,6 +277,7 @@ impl Cluster {
 
     /// Starts following the stock messages and the once-a-second refresh.
     pub(crate) fn spawn(self: &Arc<Self>, app: App) -> Vec<JoinHandle<()>> {
+        let app_for_repairs = Arc::clone(&app);
         let follower = tokio::spawn({
             let (cluster, app) = (Arc::clone(self), Arc::clone(&app));
             async move { cluster.follow_events(&app).await }
@@ -288,7 +312,83 @@ impl Cluster {
                 }
             }
         });
-        vec![follower, refresher, releaser]
+        let repairer = tokio::spawn({
+            let cluster = Arc::clone(self);
+            async move { cluster.repair_fenced(&app_for_repairs).await }
+        });
+        vec![follower, refresher, releaser, repairer]
+    }
+
+    /// Redis lost or fenced `sale` (it restarted): nothing is sold or shown
+    /// as remaining until its repair lifts the fence.
+    fn fenced(&self, sale: &LiveSale) {
+        if !sale.is_unavailable() {
+            tracing::warn!(sale = %sale.sale.id, "Redis restarted since this sale was checked: not selling it until it is repaired");
+        }
+        sale.set_unavailable(true);
+        let newly = self
+            .repairs_queued
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(sale.sale.id.clone());
+        if newly {
+            let _ = self.repairs.send(sale.sale.id.clone());
+        }
+    }
+
+    /// Repairs the sales queued by `fenced`, one at a time, with the
+    /// reconcile repair; a sale whose fence stays (Redis restarted again,
+    /// or it holds fewer units than the orders and no order explains it)
+    /// is tried again.
+    async fn repair_fenced(self: &Arc<Self>, app: &AppState) {
+        let Some(mut queue) = self
+            .repair_queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let reconciler = Reconciler::new(self.authority.clone(), self.orders.clone());
+        while let Some(sale_id) = queue.recv().await {
+            let lifted = match reconciler.repair(&sale_id).await {
+                Ok(report) if !report.fenced => {
+                    tracing::info!(sale = %sale_id, repairs = report.repaired.len(), consistent = report.consistent, "repaired after a Redis restart: selling again");
+                    true
+                }
+                Ok(report) => {
+                    tracing::error!(sale = %sale_id, difference = report.difference, unexplained = report.unexplained, "Redis holds fewer units than the orders: not selling; see `seckill reconcile`");
+                    false
+                }
+                Err(error) => {
+                    tracing::warn!(sale = %sale_id, %error, "repair after a Redis restart failed; retrying");
+                    false
+                }
+            };
+            if lifted {
+                self.repairs_queued
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .remove(&sale_id);
+                if let Some(sale) = app.market.get(sale_id.as_str()) {
+                    self.reopen(&sale).await;
+                }
+            } else {
+                let (cluster, sale_id) = (Arc::clone(self), sale_id);
+                tokio::spawn(async move {
+                    tokio::time::sleep(REPAIR_RETRY).await;
+                    let _ = cluster.repairs.send(sale_id);
+                });
+            }
+        }
+    }
+
+    /// The fence is lifted: the view and the quota are read again, then
+    /// the sale is sold again.
+    async fn reopen(&self, sale: &LiveSale) {
+        self.quotas.get(&sale.sale.id).on_restock();
+        self.read_view(sale).await;
+        sale.set_unavailable(false);
     }
 
     /// Stops the consumers (their unacknowledged entries go to the other
@@ -352,10 +452,32 @@ impl Cluster {
         }
         for sale in app.market.all() {
             self.keep_consuming(&sale.sale.id);
-            self.read_view(&sale).await;
+            self.check_fence(&sale).await;
+            if !sale.is_unavailable() {
+                self.read_view(&sale).await;
+            }
         }
         if let Err(error) = app.market.count_settled().await {
             tracing::debug!(%error, "could not count settled units");
+        }
+    }
+
+    /// Looks whether Redis restarted under the sale (it lost or fenced
+    /// it), or whether another node's repair lifted the fence.
+    async fn check_fence(&self, sale: &LiveSale) {
+        match self.authority.fence(&sale.sale.id).await {
+            Ok(Fence::Open) => {
+                let queued = self
+                    .repairs_queued
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .contains(&sale.sale.id);
+                if sale.is_unavailable() && !queued {
+                    self.reopen(sale).await;
+                }
+            }
+            Ok(Fence::Fenced | Fence::Unknown) => self.fenced(sale),
+            Err(error) => tracing::debug!(sale = %sale.sale.id, %error, "fence not checked"),
         }
     }
 

@@ -23,10 +23,25 @@ use seckill_core::{OrderId, Sale, SaleId, Timestamp, UserId};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-static CREATE_SALE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("create_sale.lua")));
-static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("reserve.lua")));
-static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("release.lua")));
+/// The scripts that read the fence start with `run_id.lua`'s function.
+static CREATE_SALE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("run_id.lua"),
+        include_str!("create_sale.lua")
+    ))
+});
+static RESERVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("run_id.lua"),
+        include_str!("reserve.lua")
+    ))
+});
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("run_id.lua"),
+        include_str!("release.lua")
+    ))
+});
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("heartbeat.lua")));
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +154,10 @@ pub enum ReserveOutcome {
         remaining: u64,
     },
     UnknownSale,
+    /// The sale is fenced: Redis restarted since its counts were checked
+    /// against the order store (`run_id.lua`). Nothing was taken; the sale
+    /// sells again once a repair (`crate::reconcile`) lifts the fence.
+    Unverified,
 }
 
 impl ReserveOutcome {
@@ -150,7 +169,7 @@ impl ReserveOutcome {
             | Self::SoldOut { remaining }
             | Self::NotStarted { remaining }
             | Self::Ended { remaining } => Some(*remaining),
-            Self::UnknownSale => None,
+            Self::UnknownSale | Self::Unverified => None,
         }
     }
 
@@ -173,6 +192,21 @@ pub enum ReleaseOutcome {
     /// This order's units came back earlier: nothing changed.
     AlreadyReleased,
     UnknownSale,
+    /// The sale is fenced (see `ReserveOutcome::Unverified`): nothing was
+    /// given back; the repair that lifts the fence settles this order.
+    Unverified,
+}
+
+/// Whether a sale may be sold through Redis right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    /// Its counts were checked against the order store under this run.
+    Open,
+    /// Redis restarted (or this sale was seeded again) since: purchases and
+    /// releases are refused until a repair.
+    Fenced,
+    /// Redis does not have the sale at all (it restarted empty).
+    Unknown,
 }
 
 /// A sale's stock as Redis holds it.
@@ -229,6 +263,17 @@ impl RedisAuthority {
     /// Writes the sale if Redis does not have it yet. Returns whether it was
     /// written (false: it existed, e.g. created by another node).
     pub async fn create_sale(&self, sale: &Sale) -> Result<bool, AuthorityError> {
+        self.write_sale(sale, true).await
+    }
+
+    /// Writes a sale Redis lost back from the order store, with nothing
+    /// sold and fenced, if no one did yet: the repair then puts its orders
+    /// back and lifts the fence (`crate::reconcile`).
+    pub(crate) async fn seed_sale(&self, sale: &Sale) -> Result<bool, AuthorityError> {
+        self.write_sale(sale, false).await
+    }
+
+    async fn write_sale(&self, sale: &Sale, new: bool) -> Result<bool, AuthorityError> {
         let keys = SaleKeys::new(&sale.id);
         let args = [
             sale.stock.to_string(),
@@ -236,6 +281,7 @@ impl RedisAuthority {
             sale.starts_at.as_millis().to_string(),
             sale.ends_at.map_or(0, Timestamp::as_millis).to_string(),
             (sale.payment_timeout_secs.saturating_mul(1000)).to_string(),
+            if new { "1" } else { "0" }.to_string(),
         ];
         let reply = self
             .write(&sale.id, "create_sale", &CREATE_SALE, &[&keys.sale], &args)
@@ -283,12 +329,27 @@ impl RedisAuthority {
         user_id: &UserId,
         quantity: u64,
     ) -> Result<ReleaseOutcome, AuthorityError> {
+        self.release_under(sale_id, order_id, user_id, quantity, "")
+            .await
+    }
+
+    /// `release`, by a repair that found the order's reservation in Redis
+    /// under `run`: allowed while the sale is fenced under that run.
+    pub(crate) async fn release_under(
+        &self,
+        sale_id: &SaleId,
+        order_id: &OrderId,
+        user_id: &UserId,
+        quantity: u64,
+        run: &str,
+    ) -> Result<ReleaseOutcome, AuthorityError> {
         let keys = SaleKeys::new(sale_id);
         let args = [
             sale_id.to_string(),
             order_id.to_string(),
             user_id.to_string(),
             quantity.to_string(),
+            run.to_string(),
         ];
         let reply = self
             .write(
@@ -303,6 +364,7 @@ impl RedisAuthority {
             1 => Ok(ReleaseOutcome::Released),
             0 => Ok(ReleaseOutcome::AlreadyReleased),
             -1 => Ok(ReleaseOutcome::UnknownSale),
+            -2 => Ok(ReleaseOutcome::Unverified),
             other => Err(AuthorityError::Protocol(format!(
                 "release answered {other}"
             ))),
@@ -323,6 +385,40 @@ impl RedisAuthority {
             total,
             sold: sold.unwrap_or(0),
         }))
+    }
+
+    /// The running Redis process's `run_id` (new at every restart).
+    pub async fn run_id(&self) -> Result<String, AuthorityError> {
+        let mut conn = self.inner.primary.conn();
+        let info: String = self
+            .bounded(redis::cmd("INFO").arg("server").query_async(&mut conn))
+            .await?;
+        run_id_of(&info)
+    }
+
+    /// Whether `sale_id` may be sold now: one round trip reading the run
+    /// and the sale's checked run together.
+    pub async fn fence(&self, sale_id: &SaleId) -> Result<Fence, AuthorityError> {
+        let keys = SaleKeys::new(sale_id);
+        count_call(sale_id, "fence");
+        let mut conn = self.inner.primary.conn();
+        let (info, (total, checked)): (String, (Option<u64>, Option<String>)) = self
+            .bounded(
+                redis::pipe()
+                    .cmd("INFO")
+                    .arg("server")
+                    .cmd("HMGET")
+                    .arg(&keys.sale)
+                    .arg("total")
+                    .arg("run_id")
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(match (total, checked) {
+            (None, _) => Fence::Unknown,
+            (Some(_), Some(checked)) if checked == run_id_of(&info)? => Fence::Open,
+            (Some(_), _) => Fence::Fenced,
+        })
     }
 
     /// Marks `node_id` alive for `ttl`, drops expired nodes, and returns how
@@ -563,6 +659,14 @@ async fn bounded<T, E: Into<AuthorityError>>(
     }
 }
 
+/// The `run_id` line of `INFO server`.
+fn run_id_of(info: &str) -> Result<String, AuthorityError> {
+    info.lines()
+        .find_map(|line| line.strip_prefix("run_id:"))
+        .map(|id| id.trim().to_owned())
+        .ok_or_else(|| AuthorityError::Protocol("INFO server without a run_id".into()))
+}
+
 fn int(value: &Value) -> Result<i64, AuthorityError> {
     match value {
         Value::Int(n) => Ok(*n),
@@ -636,6 +740,7 @@ fn parse_reserve(reply: Value) -> Result<ReserveOutcome, AuthorityError> {
             remaining: remaining()?,
         },
         "unknown_sale" => ReserveOutcome::UnknownSale,
+        "unverified" => ReserveOutcome::Unverified,
         other => {
             return Err(AuthorityError::Protocol(format!(
                 "reserve answered `{other}`"

@@ -2,11 +2,20 @@
 -- released set first, so a repeated release (a retried expiry, two
 -- sweepers) changes nothing.
 -- KEYS[1] seckill:{S}:sale  KEYS[2] seckill:{S}:buyers  KEYS[3] seckill:{S}:released
--- ARGV sale_id, order_id, user_id, quantity
--- Returns 1 released, 0 already released, -1 unknown sale.
-local sold = tonumber(redis.call('HGET', KEYS[1], 'sold'))
+-- ARGV sale_id, order_id, user_id, quantity, repair run ('' = none)
+-- Returns 1 released, 0 already released, -1 unknown sale, -2 fenced (Redis
+-- restarted since the sale's counts were checked: it may not hold this
+-- order at all, and giving its units back would sell them twice). The
+-- repair, which found the order's reservation in Redis under this run,
+-- passes the run and may release while the sale is fenced.
+local sale = redis.call('HMGET', KEYS[1], 'sold', 'run_id')
+local sold = tonumber(sale[1])
 if not sold then
   return -1
+end
+local run = current_run_id()
+if sale[2] ~= run and ARGV[5] ~= run then
+  return -2
 end
 local sale_id, order_id, user = ARGV[1], ARGV[2], ARGV[3]
 local quantity = tonumber(ARGV[4])

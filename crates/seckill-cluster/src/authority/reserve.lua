@@ -7,10 +7,16 @@
 -- ARGV sale_id, user_id, quantity, order_id, idempotency_key ('' = none)
 -- Returns {status, remaining[, order_id, expires_at_ms]}; remaining is
 -- total - sold after this call, so every answer tells the node the stock.
+-- A fenced sale (Redis restarted since its counts were checked, run_id.lua)
+-- answers {'unverified', 0} before anything else: its counts, keys
+-- included, may be older than the orders.
 local sale = redis.call('HMGET', KEYS[1], 'total', 'sold', 'per_user_limit',
-  'starts_at_ms', 'ends_at_ms', 'payment_timeout_ms')
+  'starts_at_ms', 'ends_at_ms', 'payment_timeout_ms', 'run_id')
 if not sale[1] then
   return {'unknown_sale', 0}
+end
+if sale[7] ~= current_run_id() then
+  return {'unverified', 0}
 end
 local total, sold, limit = tonumber(sale[1]), tonumber(sale[2]), tonumber(sale[3])
 local starts_at, ends_at, timeout = tonumber(sale[4]), tonumber(sale[5]), tonumber(sale[6])

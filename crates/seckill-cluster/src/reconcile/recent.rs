@@ -12,9 +12,10 @@
 //! Redis lost its data) it reads every release once.
 //!
 //! Like the release a cancel or an expiry makes, it does not look for the
-//! order's entry in the stream: an order whose reservation Redis lost (a
-//! restart without AOF) and that is then released gives back units Redis
-//! never counted; `seckill reconcile` reports it `lost` and restores it.
+//! order's entry in the stream: it relies on the fence (`run_id.lua`). After
+//! a Redis restart every release of the sale is refused until its repair has
+//! put back each order Redis lost, released ones as released, so a release
+//! never gives back units Redis did not count.
 
 use super::{ReconcileError, Repair, release_missing};
 use crate::authority::RedisAuthority;
@@ -46,8 +47,9 @@ impl RecentReleases {
 
     /// One pass; returns the releases it made. The mark moves on only when
     /// every page was looked at, so a pass cut short by Redis or the
-    /// database is made again whole. A sale Redis does not know is left to
-    /// `seckill reconcile`.
+    /// database is made again whole. A sale Redis lost or fenced is left
+    /// to its repair (`Reconciler::repair`), which releases what a fence
+    /// refused once it lifts it.
     pub async fn repair(&self) -> Result<Vec<Repair>, ReconcileError> {
         let started = self.redis.clock().now();
         let since = self
@@ -74,8 +76,8 @@ impl RecentReleases {
             for (sale, orders) in by_sale {
                 match release_missing(&self.redis, sale, &orders).await {
                     Ok(done) => repaired.extend(done),
-                    Err(ReconcileError::UnknownSale(sale)) => {
-                        tracing::warn!(%sale, "Redis does not know this sale; run `seckill reconcile`");
+                    Err(ReconcileError::UnknownSale(sale) | ReconcileError::Fenced(sale)) => {
+                        tracing::debug!(%sale, "releases left to the sale's repair");
                     }
                     Err(error) => return Err(error),
                 }

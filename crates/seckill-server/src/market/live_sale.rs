@@ -10,7 +10,7 @@ use seckill_core::{Sale, Stock, StockState, UserId};
 use seckill_store::{Reservation, UnitsByStatus};
 use std::collections::HashMap;
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub struct LiveSale {
     pub sale: Sale,
@@ -26,6 +26,9 @@ pub struct LiveSale {
     /// Units that left the sale for good or were paid, counted in memory
     /// for metrics and the dashboard (loaded from the store at start).
     settled: Settled,
+    /// Cluster mode: Redis lost or fenced this sale (it restarted) and its
+    /// repair has not finished: purchases and stock reads answer 503.
+    unavailable: AtomicBool,
 }
 
 #[derive(Default)]
@@ -111,7 +114,17 @@ impl LiveSale {
             detail: CachedJson::new(json, DETAIL_CACHE_CONTROL),
             buyers: DashMap::new(),
             settled: Settled::default(),
+            unavailable: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the sale is out of service until its repair (cluster mode).
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable.load(Ordering::Acquire)
+    }
+
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable.store(unavailable, Ordering::Release);
     }
 
     pub fn units(&self) -> SaleUnits {

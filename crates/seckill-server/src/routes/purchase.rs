@@ -69,6 +69,12 @@ pub(crate) fn triage(app: &AppState, sale_id: &str, headers: &HeaderMap) -> Tria
             return Triage::Refused(error.into_response(), code);
         }
     };
+    if sale.is_unavailable() {
+        let error = app
+            .metrics
+            .refused(ApiError::unavailable(sales::UNDER_REPAIR));
+        return Triage::Refused(error.into_response(), ErrorCode::Unavailable);
+    }
     let (code, answer): (ErrorCode, fn() -> Response) = match app.market.clock().phase(&sale.sale) {
         SalePhase::Upcoming => (ErrorCode::NotStarted, canned::not_started),
         SalePhase::Ended => (ErrorCode::Ended, canned::ended),

@@ -107,10 +107,17 @@ pub async fn stock(State(app): State<App>, Id(id): Id) -> ApiResult<Response> {
     stock_answer(&app, &id)
 }
 
+/// Why a cluster sale answers 503 while Redis' copy of it is repaired.
+pub(crate) const UNDER_REPAIR: &str = "the stock authority restarted and this sale is being checked against its orders; retry shortly";
+
 /// The live stock: from memory only, so the accept loop also answers it
 /// without the router.
 pub(crate) fn stock_answer(app: &AppState, id: &str) -> ApiResult<Response> {
     let sale = find(app, id)?;
+    // No count while the purchase answer is 503: it would promise units.
+    if sale.is_unavailable() {
+        return Err(ApiError::unavailable(UNDER_REPAIR));
+    }
     let remaining = sale.stock.remaining();
     let state = StockState::of(app.market.clock().phase(&sale.sale), remaining);
     let body = sale.stock_json(remaining, state);
