@@ -269,10 +269,13 @@ impl Consumer {
             read.add_command(command);
         }
         let mut replies = read
+            .ignore_errors()
             .query_async::<Vec<Value>>(&mut self.redis)
             .await?
             .into_iter();
-        let reply: T = redis::from_redis_value(replies.next().unwrap_or(Value::Nil))?;
+        // An error reply keeps its code (NOGROUP: the group is made again).
+        let first = replies.next().unwrap_or(Value::Nil).extract_error()?;
+        let reply: T = redis::from_redis_value(first)?;
         match wait.check(replies.next().as_ref()) {
             Err(error) if !read_nothing(&reply) => Err(RedisError::from((
                 ErrorKind::Client,
