@@ -76,14 +76,7 @@ pub async fn answer_until<T>(
     loop {
         let (stream, _) = tokio::select! {
             output = &mut until => return output,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
+            accepted = crate::http1::accept(listener) => accepted,
         };
         let (tls, waiting) = (tls.clone(), Arc::clone(&waiting));
         tokio::spawn(tokio::time::timeout(CONNECTION_LIMIT, async move {
