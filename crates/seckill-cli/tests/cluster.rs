@@ -531,10 +531,19 @@ async fn order_lifecycle(db_var: &str) {
         (order["status"] == "pending_payment").then_some(())
     })
     .await;
-    assert_eq!(
-        b.pay("payer", &paid, "ref-1").await.expect(StatusCode::OK)["status"],
-        "paid"
-    );
+    // Paying again with the same reference is the same answer, counted once.
+    for _ in 0..2 {
+        assert_eq!(
+            b.pay("payer", &paid, "ref-1").await.expect(StatusCode::OK)["status"],
+            "paid"
+        );
+    }
+    let metrics = b.get("/metrics", &Auth::None).await.text();
+    let counted = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("seckill_orders_paid_total "))
+        .map(|n| n.trim().parse::<f64>().expect("a count"));
+    assert_eq!(counted, Some(1.0), "seckill_orders_paid_total");
     eventually(PATIENCE, "the order is cancellable", || async {
         let resp = a.cancel("canceller", &cancelled).await;
         (resp.status == StatusCode::OK).then_some(())

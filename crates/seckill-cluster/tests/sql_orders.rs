@@ -150,7 +150,7 @@ async fn pay_cancel_and_expiry_follow_the_state_machine() {
                 .pay(&to_pay.order_id, &alice, "ref-1", later)
                 .await
                 .unwrap(),
-            PayOutcome::Paid(paid.clone())
+            PayOutcome::AlreadyPaid(paid.clone())
         );
         assert_eq!(
             store

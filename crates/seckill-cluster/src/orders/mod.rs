@@ -273,8 +273,11 @@ impl SqlOrders {
             return Ok(PayOutcome::NotFound);
         };
         Ok(match current.status {
-            OrderStatus::Paid if paid || current.payment_ref.as_deref() == Some(payment_ref) => {
-                PayOutcome::Paid(current)
+            OrderStatus::Paid if paid => PayOutcome::Paid(current),
+            // Paid earlier with this reference: the same answer, nothing
+            // changed, so nothing is counted twice (as in the embedded store).
+            OrderStatus::Paid if current.payment_ref.as_deref() == Some(payment_ref) => {
+                PayOutcome::AlreadyPaid(current)
             }
             OrderStatus::Paid | OrderStatus::Queued => PayOutcome::NotPayable,
             // Still pending here means the deadline has passed.
