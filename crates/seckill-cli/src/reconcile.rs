@@ -26,10 +26,10 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ReconcileArgs {
     /// The stock authority: redis://HOST:PORT or
     /// redis+sentinel://HOST:PORT[,HOST:PORT…]/SERVICE_NAME (as given to the nodes).
-    #[arg(long, env = "SECKILL_REDIS")]
+    #[arg(long, env = "SECKILL_REDIS_URL")]
     redis: String,
     /// The order store: postgres://… or mysql://… (as given to the nodes).
-    #[arg(long, env = "SECKILL_DATABASE")]
+    #[arg(long, env = "SECKILL_DATABASE_URL")]
     database: String,
     /// The sale to compare.
     #[arg(long)]

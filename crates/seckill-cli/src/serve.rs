@@ -80,10 +80,10 @@ pub struct ServeArgs {
 struct ClusterArgs {
     /// Redis, the stock authority: `redis://HOST:PORT[/DB]`, or
     /// `redis+sentinel://HOST:PORT[,HOST:PORT…]/SERVICE_NAME` [default: embedded mode].
-    #[arg(long, env = "SECKILL_REDIS", requires = "database")]
+    #[arg(long, env = "SECKILL_REDIS_URL", requires = "database")]
     redis: Option<String>,
     /// The order database: `postgres://…` or `mysql://…` (needs --redis).
-    #[arg(long, env = "SECKILL_DATABASE", requires = "redis")]
+    #[arg(long, env = "SECKILL_DATABASE_URL", requires = "redis")]
     database: Option<String>,
     /// This node's name, unique in the cluster [default: its listen address].
     #[arg(long, env = "SECKILL_NODE_ID")]
@@ -203,7 +203,24 @@ impl DegradeArgs {
     }
 }
 
+/// The cluster's variables carry the names of the HTTP contract. A node
+/// still given the earlier names must not quietly start as an embedded
+/// engine of its own.
+fn refuse_old_cluster_variables() -> Result<()> {
+    for (old, new) in [
+        ("SECKILL_REDIS", "SECKILL_REDIS_URL"),
+        ("SECKILL_DATABASE", "SECKILL_DATABASE_URL"),
+    ] {
+        anyhow::ensure!(
+            std::env::var_os(old).is_none(),
+            "{old} is set, but the variable is {new}: rename it"
+        );
+    }
+    Ok(())
+}
+
 pub fn run(args: ServeArgs) -> Result<()> {
+    refuse_old_cluster_variables()?;
     let resolved = args.store.resolve()?;
     init_logging(
         "info",

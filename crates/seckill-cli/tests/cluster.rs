@@ -1797,3 +1797,48 @@ async fn redis_restarted_empty_brings_the_sale_back_by_itself() {
     assert_eq!(cluster.sold(&sale).await, STOCK);
     cluster.stop().await;
 }
+
+/// The cluster's settings by the variable names of the HTTP contract: a
+/// node given only `SECKILL_REDIS_URL` and `SECKILL_DATABASE_URL` joins
+/// the cluster and sells its sale; one given the earlier names refuses to
+/// start rather than run as an embedded engine of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_joins_by_the_contracts_variable_names() {
+    let Some(cluster) = Cluster::start("variable_names", POSTGRES, 1, &[], &[]).await else {
+        return;
+    };
+    let sale = cluster
+        .open_sale(json!({ "stock": 5, "per_user_limit": 1 }))
+        .await;
+    let redis = cluster.redis.url();
+    let env = [
+        ("SECKILL_REDIS_URL", redis.as_str()),
+        ("SECKILL_DATABASE_URL", cluster.db.url.as_str()),
+    ];
+    let mut node = Seckill::start_like_in(cluster.node(0), &[], &env).await;
+    ready(&node).await;
+    let path = format!("/api/v1/sales/{sale}");
+    eventually(PATIENCE, "the node sells the cluster's sale", || async {
+        (node.get(&path, &Auth::None).await.status == StatusCode::OK).then_some(())
+    })
+    .await;
+    let order = node.buy("by-variables", &sale).await;
+    cluster
+        .assert_orders_materialize(&sale, &HashSet::from([order]), 1)
+        .await;
+    node.stop().await;
+
+    for old in ["SECKILL_REDIS", "SECKILL_DATABASE"] {
+        let data_dir = tempfile::tempdir().expect("a data dir");
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("SECKILL_DATA_DIR", data_dir.path())
+            .env(old, &redis)
+            .output()
+            .expect("run seckill serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{old}: started");
+        assert!(stderr.contains(&format!("{old}_URL")), "{old}: {stderr}");
+    }
+    cluster.stop().await;
+}
