@@ -216,7 +216,7 @@ impl Reconciler {
     pub async fn check(&self, sale: &SaleId) -> Result<Report, ReconcileError> {
         let keys = SaleKeys::new(sale);
         let fenced = match self.redis.fence(sale).await? {
-            Fence::Open => false,
+            Fence::Open(_) => false,
             Fence::Fenced => true,
             Fence::Unknown => return Err(ReconcileError::UnknownSale(sale.clone())),
         };

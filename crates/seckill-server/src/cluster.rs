@@ -453,9 +453,6 @@ impl Cluster {
         for sale in app.market.all() {
             self.keep_consuming(&sale.sale.id);
             self.check_fence(&sale).await;
-            if !sale.is_unavailable() {
-                self.read_view(&sale).await;
-            }
         }
         if let Err(error) = app.market.count_settled().await {
             tracing::debug!(%error, "could not count settled units");
@@ -463,16 +460,18 @@ impl Cluster {
     }
 
     /// Looks whether Redis restarted under the sale (it lost or fenced
-    /// it), or whether another node's repair lifted the fence.
+    /// it), or whether another node's repair lifted the fence; an open
+    /// sale's view is set from the same read.
     async fn check_fence(&self, sale: &LiveSale) {
         match self.authority.fence(&sale.sale.id).await {
-            Ok(Fence::Open) => {
+            Ok(Fence::Open(level)) if !sale.is_unavailable() => sale.stock.set(level.remaining()),
+            Ok(Fence::Open(_)) => {
                 let queued = self
                     .repairs_queued
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .contains(&sale.sale.id);
-                if sale.is_unavailable() && !queued {
+                if !queued {
                     self.reopen(sale).await;
                 }
             }

@@ -200,8 +200,9 @@ pub enum ReleaseOutcome {
 /// Whether a sale may be sold through Redis right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fence {
-    /// Its counts were checked against the order store under this run.
-    Open,
+    /// Its counts were checked against the order store under this run;
+    /// its stock as Redis holds it now.
+    Open(StockLevel),
     /// Redis restarted (or this sale was seeded again) since: purchases and
     /// releases are refused until a repair.
     Fenced,
@@ -396,13 +397,14 @@ impl RedisAuthority {
         run_id_of(&info)
     }
 
-    /// Whether `sale_id` may be sold now: one round trip reading the run
-    /// and the sale's checked run together.
+    /// Whether `sale_id` may be sold now, and if so its stock: one round
+    /// trip reading the run and the sale's checked run and counts together.
     pub async fn fence(&self, sale_id: &SaleId) -> Result<Fence, AuthorityError> {
         let keys = SaleKeys::new(sale_id);
         count_call(sale_id, "fence");
         let mut conn = self.inner.primary.conn();
-        let (info, (total, checked)): (String, (Option<u64>, Option<String>)) = self
+        type Fields = (Option<u64>, Option<u64>, Option<String>);
+        let (info, (total, sold, checked)): (String, Fields) = self
             .bounded(
                 redis::pipe()
                     .cmd("INFO")
@@ -410,13 +412,19 @@ impl RedisAuthority {
                     .cmd("HMGET")
                     .arg(&keys.sale)
                     .arg("total")
+                    .arg("sold")
                     .arg("run_id")
                     .query_async(&mut conn),
             )
             .await?;
         Ok(match (total, checked) {
             (None, _) => Fence::Unknown,
-            (Some(_), Some(checked)) if checked == run_id_of(&info)? => Fence::Open,
+            (Some(total), Some(checked)) if checked == run_id_of(&info)? => {
+                Fence::Open(StockLevel {
+                    total,
+                    sold: sold.unwrap_or(0),
+                })
+            }
             (Some(_), _) => Fence::Fenced,
         })
     }
