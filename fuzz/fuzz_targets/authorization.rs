@@ -7,7 +7,7 @@
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use seckill_server::auth::Auth;
+use seckill_http::auth::Auth;
 use std::sync::LazyLock;
 
 const ADMIN_TOKEN: &str = "fuzz-admin-token";

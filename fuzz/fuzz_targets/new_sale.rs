@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use seckill_core::sale::{MAX_NAME_CHARS, MAX_STOCK};
 use seckill_core::{ErrorCode, NewSale, SaleId, Timestamp};
-use seckill_server::routes::extract::parse_json;
+use seckill_http::routes::extract::parse_json;
 
 fuzz_target!(|body: &[u8]| {
     let new_sale = match parse_json::<NewSale>(body) {

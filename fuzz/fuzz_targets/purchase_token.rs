@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use seckill_core::{SaleId, Timestamp, UserId};
-use seckill_server::purchase_token::{PURCHASE_TOKEN_TTL_SECS, PurchaseTokens};
+use seckill_http::purchase_token::{PURCHASE_TOKEN_TTL_SECS, PurchaseTokens};
 use std::sync::LazyLock;
 
 static TOKENS: LazyLock<PurchaseTokens> = LazyLock::new(|| PurchaseTokens::new(b"fuzz secret"));

@@ -4,7 +4,7 @@
 use crate::config::FileConfig;
 use anyhow::{Result, anyhow};
 use clap::Args;
-use seckill_server::rate_limit::{
+use seckill_http::rate_limit::{
     self, Algorithm, DEFAULT_GLOBAL_RATE, DEFAULT_IP_BURST, DEFAULT_IP_RATE, DEFAULT_USER_BURST,
     DEFAULT_USER_RATE, Rate, RateLimitConfig, TrustedProxies,
 };
@@ -116,7 +116,7 @@ impl RateLimitArgs {
 mod tests {
     use super::*;
     use clap::Parser;
-    use seckill_server::route::Route;
+    use seckill_http::route::Route;
 
     #[derive(Parser)]
     struct Cli {

@@ -13,7 +13,7 @@ use seckill_cluster::authority::{AuthorityConfig, RedisAuthority};
 use seckill_cluster::orders::SqlOrders;
 use seckill_cluster::reconcile::{Reconciler, Repair, Report};
 use seckill_core::SaleId;
-use seckill_store::Reservation;
+use seckill_engine::Reservation;
 use std::fmt::Write;
 use std::process::ExitCode;
 use std::time::Duration;

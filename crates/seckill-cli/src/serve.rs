@@ -6,15 +6,15 @@ use crate::secrets::{self, ADMIN_TOKEN_FILE, JWT_SECRET_FILE};
 use anyhow::{Context, Result};
 use clap::Args;
 use seckill_cluster::authority::{AuthorityConfig, Durability};
-use seckill_server::auth::{JwtKey, JwtRules};
-use seckill_server::breaker::{BreakerRules, DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN_MS};
-use seckill_server::cluster::{self, ClusterConfig};
-use seckill_server::dashboard::{DEFAULT_MAX_STREAMS, DashboardRules};
-use seckill_server::degrade::AutoRules;
-use seckill_server::shedding::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT_MS, Limits};
-use seckill_server::waiting::{self, Waiting};
-use seckill_server::{Server, ServerConfig};
-use seckill_store::SqliteStore;
+use seckill_http::auth::{JwtKey, JwtRules};
+use seckill_http::breaker::{BreakerRules, DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN_MS};
+use seckill_http::cluster::{self, ClusterConfig};
+use seckill_http::dashboard::{DEFAULT_MAX_STREAMS, DashboardRules};
+use seckill_http::degrade::AutoRules;
+use seckill_http::shedding::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT_MS, Limits};
+use seckill_http::waiting::{self, Waiting};
+use seckill_http::{Server, ServerConfig};
+use seckill_sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -314,7 +314,7 @@ async fn serve(args: ServeArgs, resolved: Resolved) -> Result<()> {
         args.tls_cert.or(resolved.file.tls_cert),
         args.tls_key.or(resolved.file.tls_key),
     ) {
-        (Some(cert), Some(key)) => Some(seckill_server::tls::acceptor(&cert, &key)?),
+        (Some(cert), Some(key)) => Some(seckill_http::tls::acceptor(&cert, &key)?),
         (None, None) => None,
         _ => anyhow::bail!("tls_cert and tls_key go together"),
     };

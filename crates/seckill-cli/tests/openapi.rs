@@ -7,8 +7,8 @@ mod common;
 
 use common::*;
 use seckill_core::ErrorCode;
-use seckill_server::error::status_of;
-use seckill_server::route::Route;
+use seckill_http::error::status_of;
+use seckill_http::route::Route;
 use std::collections::{BTreeMap, BTreeSet};
 
 async fn document() -> Value {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use seckill_store::DATABASE_FILE;
+use seckill_sqlite::DATABASE_FILE;
 
 async fn get_with(api: &Api, path: &str, if_none_match: &str) -> Resp {
     api.call(

@@ -9,7 +9,7 @@ use seckill_cluster::authority::{AuthorityConfig, RedisAuthority, ReserveRequest
 use seckill_cluster::consumer::{Consumer, ConsumerConfig};
 use seckill_cluster::orders::SqlOrders;
 use seckill_core::{OrderId, Sale, SaleId, Timestamp, UserId};
-use seckill_store::CancelOutcome;
+use seckill_engine::CancelOutcome;
 use serde_json::Value;
 use std::io::Write;
 use std::process::{Command, Output};

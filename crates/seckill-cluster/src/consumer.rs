@@ -45,7 +45,7 @@ use redis::streams::{
 };
 use redis::{AsyncCommands, ErrorKind, FromRedisValue, RedisError, RedisResult, Value};
 use seckill_core::SaleId;
-use seckill_store::Reservation;
+use seckill_engine::Reservation;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;

@@ -18,7 +18,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionLike;
 use redis::streams::{StreamInfoGroupsReply, StreamPendingReply, StreamRangeReply};
 use seckill_core::{OrderId, SaleId};
-use seckill_store::Reservation;
+use seckill_engine::Reservation;
 
 /// Entries read per `XRANGE` while counting.
 const SCAN_CHUNK: usize = 1000;

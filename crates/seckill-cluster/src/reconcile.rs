@@ -85,7 +85,7 @@ use crate::stream::{self, ORDERS_GROUP};
 use redis::streams::{StreamId, StreamInfoGroupsReply, StreamPendingCountReply, StreamRangeReply};
 use redis::{Script, Value};
 use seckill_core::{OrderId, OrderStatus, SaleId};
-use seckill_store::{ReleasedUnits, Reservation};
+use seckill_engine::{ReleasedUnits, Reservation};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;

@@ -18,7 +18,7 @@ use crate::authority::{AuthorityError, RedisAuthority, ReleaseOutcome};
 use crate::orders::{ExpiredOrder, OrdersError, SqlOrders};
 use async_trait::async_trait;
 use seckill_core::{Order, OrderId, OrderStatus, Sale, SaleId, Timestamp, UserId};
-use seckill_store::{
+use seckill_engine::{
     CancelOutcome, CommitTicket, PayOutcome, ReleasedUnits, Reservation, Snapshot, Store,
     StoreError, StoreResult, UnitsByStatus,
 };

@@ -4,7 +4,7 @@
 
 use redis::Value;
 use seckill_core::{OrderId, SaleId, Timestamp, UserId};
-use seckill_store::Reservation;
+use seckill_engine::Reservation;
 use std::collections::HashMap;
 
 /// The consumer group that turns reservations into order rows.

@@ -16,7 +16,7 @@ use seckill_cluster::consumer::{Consumer, ConsumerConfig};
 use seckill_cluster::orders::SqlOrders;
 use seckill_cluster::reconcile::{RecentReleases, ReconcileError, Reconciler, Repair, Report};
 use seckill_core::{OrderId, SaleId, Timestamp, UserId};
-use seckill_store::{CancelOutcome, PayOutcome};
+use seckill_engine::{CancelOutcome, PayOutcome};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -192,7 +192,7 @@ impl Fixture {
     }
 }
 
-fn ids(orders: &[seckill_store::Reservation]) -> Vec<&OrderId> {
+fn ids(orders: &[seckill_engine::Reservation]) -> Vec<&OrderId> {
     orders.iter().map(|o| &o.order_id).collect()
 }
 

@@ -7,7 +7,7 @@ mod common;
 use common::{databases, new_sale, now, reservation};
 use seckill_cluster::orders::{Dialect, ExpiredOrder, SqlOrders};
 use seckill_core::{OrderId, OrderStatus, SaleId, Timestamp, UserId};
-use seckill_store::{CancelOutcome, PayOutcome, UnitsByStatus};
+use seckill_engine::{CancelOutcome, PayOutcome, UnitsByStatus};
 use std::collections::HashSet;
 
 const HOUR_MS: i64 = 3_600_000;

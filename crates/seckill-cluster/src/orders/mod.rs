@@ -16,7 +16,7 @@ pub use dialect::Dialect;
 
 use rows::{ORDER_COLUMNS, RESERVATION_COLUMNS, bigint};
 use seckill_core::{Order, OrderId, OrderStatus, Sale, SaleId, Timestamp, UserId};
-use seckill_store::{CancelOutcome, PayOutcome, ReleasedUnits, Reservation, UnitsByStatus};
+use seckill_engine::{CancelOutcome, PayOutcome, ReleasedUnits, Reservation, UnitsByStatus};
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 
 use super::{Dialect, ExpiredOrder, OrdersError, ReleasedOrder};
 use seckill_core::{Order, OrderStatus, Sale, Timestamp};
-use seckill_store::{ReleasedUnits, Reservation};
+use seckill_engine::{ReleasedUnits, Reservation};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 

@@ -16,7 +16,7 @@ use seckill_cluster::authority::keys::SaleKeys;
 use seckill_cluster::authority::{AuthorityConfig, RedisAuthority};
 use seckill_cluster::orders::SqlOrders;
 use seckill_core::{OrderId, Sale, SaleId, Timestamp, UserId};
-use seckill_store::Reservation;
+use seckill_engine::Reservation;
 use std::collections::HashMap;
 use std::io::Write;
 

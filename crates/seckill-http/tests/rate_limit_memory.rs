@@ -4,15 +4,13 @@
 //! memory at each step:
 //!
 //! ```sh
-//! cargo test --release -p seckill-server --test rate_limit_memory -- --nocapture
+//! cargo test --release -p seckill-http --test rate_limit_memory -- --nocapture
 //! ```
 //!
 //! The only test in this file, so that nothing else moves the process's RSS.
 
 use governor::clock::FakeRelativeClock;
-use seckill_server::rate_limit::{
-    Algorithm, FULL_TABLE_RETRY, Limiter, MAX_KEYS, Rate, RetryAfter,
-};
+use seckill_http::rate_limit::{Algorithm, FULL_TABLE_RETRY, Limiter, MAX_KEYS, Rate, RetryAfter};
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;

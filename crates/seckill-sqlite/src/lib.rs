@@ -7,16 +7,16 @@
 mod rows;
 mod writer;
 
-use crate::{
-    CancelOutcome, CommitTicket, LiveOrder, PayOutcome, ReleasedUnits, Reservation, Snapshot,
-    Store, StoreError, StoreResult, UnitsByStatus,
-};
 use async_trait::async_trait;
 use r2d2_sqlite::SqliteConnectionManager;
 use rows::{ORDER_COLUMNS, SALE_COLUMNS};
 use rusqlite::{Connection, OpenFlags, params};
 use rusqlite_migration::{M, Migrations};
 use seckill_core::{Order, OrderId, OrderStatus, Sale, SaleId, UserId};
+use seckill_engine::{
+    CancelOutcome, CommitTicket, LiveOrder, PayOutcome, ReleasedUnits, Reservation, Snapshot,
+    Store, StoreError, StoreResult, UnitsByStatus,
+};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::mpsc::error::TrySendError;
@@ -39,7 +39,7 @@ pub struct SqliteStore {
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![M::up(include_str!(
-        "../../migrations/sqlite/0001_init.sql"
+        "../migrations/sqlite/0001_init.sql"
     ))])
 }
 
@@ -53,14 +53,22 @@ impl SqliteStore {
     }
 
     fn open_blocking(path: PathBuf) -> StoreResult<Self> {
-        let mut connection = Connection::open(&path)?;
-        connection.pragma_update(None, "journal_mode", "WAL")?;
+        let mut connection = Connection::open(&path).map_err(sqlite)?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(sqlite)?;
         // FULL: every commit is fsynced, so an acknowledged reservation
         // survives a crash of the process and of the machine (I2).
-        connection.pragma_update(None, "synchronous", "FULL")?;
-        connection.pragma_update(None, "foreign_keys", "ON")?;
-        connection.busy_timeout(BUSY_TIMEOUT)?;
-        migrations().to_latest(&mut connection)?;
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(sqlite)?;
+        connection
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(sqlite)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
+        migrations()
+            .to_latest(&mut connection)
+            .map_err(|error| StoreError::Database(format!("migration: {error}")))?;
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_init(|reader| reader.busy_timeout(BUSY_TIMEOUT));
@@ -89,15 +97,25 @@ impl SqliteStore {
     /// Runs a query on a reader connection, off the async threads.
     async fn read<T: Send + 'static>(
         &self,
-        query: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> StoreResult<T> {
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
             let connection = readers.get().map_err(unavailable)?;
-            query(&connection)
+            query(&connection).map_err(sqlite)
         })
         .await
         .map_err(unavailable)?
+    }
+}
+
+/// A constraint or a value SQLite cannot hold is the request's fault, not
+/// the store's.
+fn sqlite(error: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{ConstraintViolation, TooBig, TypeMismatch};
+    match error.sqlite_error_code() {
+        Some(ConstraintViolation | TooBig | TypeMismatch) => StoreError::Refused(error.to_string()),
+        _ => StoreError::Database(error.to_string()),
     }
 }
 
@@ -199,7 +217,7 @@ impl Store for SqliteStore {
             let mut query =
                 db.prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"))?;
             let mut found = query.query_map([id.as_str()], rows::order)?;
-            Ok(found.next().transpose()?)
+            found.next().transpose()
         })
         .await
     }
@@ -207,17 +225,16 @@ impl Store for SqliteStore {
     async fn orders_of(&self, owner: &UserId, sale: Option<&SaleId>) -> StoreResult<Vec<Order>> {
         let (owner, sale) = (owner.clone(), sale.cloned());
         self.read(move |db| {
-            Ok(db
-                .prepare_cached(&format!(
-                    "SELECT {ORDER_COLUMNS} FROM orders
+            db.prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM orders
                      WHERE user_id = ?1 AND (?2 IS NULL OR sale_id = ?2)
                      ORDER BY created_at, id"
-                ))?
-                .query_map(
-                    params![owner.as_str(), sale.as_ref().map(SaleId::as_str)],
-                    rows::order,
-                )?
-                .collect::<Result<_, _>>()?)
+            ))?
+            .query_map(
+                params![owner.as_str(), sale.as_ref().map(SaleId::as_str)],
+                rows::order,
+            )?
+            .collect::<Result<_, _>>()
         })
         .await
     }
@@ -226,12 +243,11 @@ impl Store for SqliteStore {
         let sale = sale.clone();
         let counted: Vec<(String, u64)> = self
             .read(move |db| {
-                Ok(db
-                    .prepare_cached(
-                        "SELECT status, SUM(quantity) FROM orders WHERE sale_id = ? GROUP BY status",
-                    )?
-                    .query_map([sale.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))?
-                    .collect::<Result<_, _>>()?)
+                db.prepare_cached(
+                    "SELECT status, SUM(quantity) FROM orders WHERE sale_id = ? GROUP BY status",
+                )?
+                .query_map([sale.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()
             })
             .await?;
         let mut units = UnitsByStatus::default();

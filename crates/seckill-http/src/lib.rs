@@ -1,6 +1,6 @@
 //! The seckill engine as an HTTP service: the in-memory [`market`] that
 //! decides purchases, the [`routes`] of the v1 API, and the background
-//! [`expiry`] sweeper, over any [`seckill_store::Store`].
+//! [`expiry`] sweeper, over any [`seckill_engine::Store`].
 
 pub mod auth;
 pub mod breaker;
@@ -34,7 +34,7 @@ pub mod waiting;
 
 use auth::Auth;
 use market::Market;
-use seckill_store::{Store, StoreError};
+use seckill_engine::{Store, StoreError};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

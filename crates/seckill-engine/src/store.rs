@@ -1,12 +1,6 @@
-//! Durable storage for sales and orders.
-//!
-//! [`Store`] is what the engine needs from a store; [`SqliteStore`] is the
-//! embedded implementation (one file, WAL, a single writer with group
-//! commit). Cluster stores (PostgreSQL/MySQL, Redis) implement the same trait.
-
-mod sqlite;
-
-pub use sqlite::{DATABASE_FILE, SqliteStore};
+//! What the engine needs from durable storage ([`Store`]), in terms of no
+//! backend: the embedded SQLite store and the cluster's SQL store both
+//! implement it.
 
 use async_trait::async_trait;
 use seckill_core::{Order, OrderId, OrderStatus, Sale, SaleId, Timestamp, UserId};
@@ -15,10 +9,9 @@ use std::pin::Pin;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The backend failed; its own error, as text.
     #[error("database: {0}")]
-    Database(rusqlite::Error),
-    #[error("migration: {0}")]
-    Migration(#[from] rusqlite_migration::Error),
+    Database(String),
     /// No connection or thread to run the query on.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
@@ -44,16 +37,6 @@ impl StoreError {
     /// one request asked of it.
     pub fn is_outage(&self) -> bool {
         !matches!(self, Self::Refused(_))
-    }
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(error: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode::{ConstraintViolation, TooBig, TypeMismatch};
-        match error.sqlite_error_code() {
-            Some(ConstraintViolation | TooBig | TypeMismatch) => Self::Refused(error.to_string()),
-            _ => Self::Database(error),
-        }
     }
 }
 

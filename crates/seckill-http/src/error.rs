@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use seckill_core::{ErrorCode, FieldError};
-use seckill_store::StoreError;
+use seckill_engine::StoreError;
 use std::borrow::Cow;
 use std::sync::LazyLock;
 

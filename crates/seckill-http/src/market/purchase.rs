@@ -7,7 +7,7 @@ use crate::error::{ApiError, ApiResult};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use seckill_core::{OrderId, OrderStatus, SaleId, SalePhase, Timestamp, UserId};
-use seckill_store::{CommitTicket, Reservation, StoreError, StoreResult};
+use seckill_engine::{CommitTicket, Reservation, StoreError, StoreResult};
 use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;
@@ -203,7 +203,8 @@ impl Drop for Committing {
 mod tests {
     use super::*;
     use seckill_core::{ErrorCode, NewSale, SaleId};
-    use seckill_store::{DATABASE_FILE, Snapshot, SqliteStore};
+    use seckill_engine::Snapshot;
+    use seckill_sqlite::{DATABASE_FILE, SqliteStore};
     use std::time::Duration;
 
     /// A market whose only sale exists in memory but not in the real

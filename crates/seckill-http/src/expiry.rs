@@ -5,7 +5,7 @@
 //! so orders pending at start are picked up without reloading anything.
 
 use crate::App;
-use seckill_store::StoreError;
+use seckill_engine::StoreError;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::task::JoinHandle;

@@ -16,7 +16,7 @@ use crate::error::ApiResult;
 use crate::prebuilt::CachedJson;
 use bytes::Bytes;
 use seckill_core::{NewSale, Sale, SaleId};
-use seckill_store::{ReleasedUnits, Snapshot, Store, StoreResult};
+use seckill_engine::{ReleasedUnits, Snapshot, Store, StoreResult};
 use std::sync::{Arc, RwLock};
 
 pub struct Market {

@@ -11,10 +11,10 @@
 //! applied one after another, and the `WHERE status = … AND expires_at …`
 //! of each decides which one wins.
 
-use super::rows::{self, ORDER_COLUMNS, SALE_COLUMNS};
-use crate::{CancelOutcome, PayOutcome, ReleasedUnits, Reservation, StoreResult};
+use crate::rows::{self, ORDER_COLUMNS, SALE_COLUMNS};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use seckill_core::{Order, OrderId, OrderStatus, Sale, Timestamp, UserId};
+use seckill_engine::{CancelOutcome, PayOutcome, ReleasedUnits, Reservation, StoreResult};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
@@ -123,7 +123,7 @@ fn answer<T: Send + 'static>(reply: Reply<T>, value: T) -> Box<dyn Answer> {
 fn apply(
     connection: &mut Connection,
     commands: impl Iterator<Item = Command>,
-) -> StoreResult<Vec<Box<dyn Answer>>> {
+) -> rusqlite::Result<Vec<Box<dyn Answer>>> {
     let tx = connection.transaction()?;
     let now = Timestamp::now();
     let mut answers = Vec::new();
@@ -156,7 +156,7 @@ fn apply(
     Ok(answers)
 }
 
-fn insert_sale(tx: &Transaction, sale: &Sale) -> StoreResult<()> {
+fn insert_sale(tx: &Transaction, sale: &Sale) -> rusqlite::Result<()> {
     tx.prepare_cached(&format!(
         "INSERT INTO sales ({SALE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))?
@@ -175,7 +175,7 @@ fn insert_sale(tx: &Transaction, sale: &Sale) -> StoreResult<()> {
     Ok(())
 }
 
-fn insert_reservation(tx: &Transaction, r: &Reservation) -> StoreResult<()> {
+fn insert_reservation(tx: &Transaction, r: &Reservation) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO orders (id, sale_id, user_id, quantity, status, idempotency_key, \
          created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -200,7 +200,7 @@ fn pay(
     owner: &UserId,
     payment_ref: &str,
     now: Timestamp,
-) -> StoreResult<PayOutcome> {
+) -> rusqlite::Result<PayOutcome> {
     let paid = tx
         .prepare_cached(&format!(
             "UPDATE orders SET status = 'paid', paid_at = ?1, payment_ref = ?2
@@ -235,7 +235,7 @@ fn cancel(
     order: &OrderId,
     owner: &UserId,
     now: Timestamp,
-) -> StoreResult<CancelOutcome> {
+) -> rusqlite::Result<CancelOutcome> {
     let cancelled = tx
         .prepare_cached(&format!(
             "UPDATE orders SET status = 'cancelled'
@@ -262,29 +262,31 @@ fn cancel(
 }
 
 /// pending_payment → expired for every order past its deadline.
-fn expire_due(tx: &Transaction, now: Timestamp) -> StoreResult<Vec<ReleasedUnits>> {
-    Ok(tx
-        .prepare_cached(
-            "UPDATE orders SET status = 'expired'
+fn expire_due(tx: &Transaction, now: Timestamp) -> rusqlite::Result<Vec<ReleasedUnits>> {
+    tx.prepare_cached(
+        "UPDATE orders SET status = 'expired'
              WHERE status = 'pending_payment' AND expires_at <= ?
              RETURNING sale_id, user_id, quantity",
-        )?
-        .query_map([now.as_millis()], |row| {
-            Ok(ReleasedUnits {
-                sale_id: row.get::<_, String>("sale_id")?.into(),
-                user_id: row.get::<_, String>("user_id")?.into(),
-                quantity: row.get("quantity")?,
-            })
-        })?
-        .collect::<Result<_, _>>()?)
+    )?
+    .query_map([now.as_millis()], |row| {
+        Ok(ReleasedUnits {
+            sale_id: row.get::<_, String>("sale_id")?.into(),
+            user_id: row.get::<_, String>("user_id")?.into(),
+            quantity: row.get("quantity")?,
+        })
+    })?
+    .collect::<Result<_, _>>()
 }
 
 /// The order if it exists and belongs to `owner`; others' orders stay unseen.
-fn owned_order(tx: &Transaction, order: &OrderId, owner: &UserId) -> StoreResult<Option<Order>> {
-    Ok(tx
-        .prepare_cached(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE id = ? AND user_id = ?"
-        ))?
-        .query_row([order.as_str(), owner.as_str()], rows::order)
-        .optional()?)
+fn owned_order(
+    tx: &Transaction,
+    order: &OrderId,
+    owner: &UserId,
+) -> rusqlite::Result<Option<Order>> {
+    tx.prepare_cached(&format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = ? AND user_id = ?"
+    ))?
+    .query_row([order.as_str(), owner.as_str()], rows::order)
+    .optional()
 }

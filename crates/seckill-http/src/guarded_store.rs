@@ -7,7 +7,7 @@
 use crate::breaker::{Breaker, Call};
 use async_trait::async_trait;
 use seckill_core::{Order, OrderId, Sale, SaleId, UserId};
-use seckill_store::{
+use seckill_engine::{
     CancelOutcome, CommitTicket, PayOutcome, ReleasedUnits, Reservation, Snapshot, Store,
     StoreError, StoreResult, UnitsByStatus,
 };

@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 use futures::FutureExt;
 use seckill_core::{Sale, Stock, StockState, UserId};
-use seckill_store::{Reservation, UnitsByStatus};
+use seckill_engine::{Reservation, UnitsByStatus};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

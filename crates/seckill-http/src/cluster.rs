@@ -43,7 +43,7 @@ use seckill_cluster::quota::Quotas;
 use seckill_cluster::reconcile::{RecentReleases, Reconciler};
 use seckill_cluster::store::ClusterStore;
 use seckill_core::{OrderId, OrderStatus, SaleId};
-use seckill_store::{Store, StoreError};
+use seckill_engine::{Store, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use seckill_core::order::check_payment_ref;
 use seckill_core::{ErrorCode, Order, OrderId, SaleId};
-use seckill_store::{CancelOutcome, PayOutcome};
+use seckill_engine::{CancelOutcome, PayOutcome};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
