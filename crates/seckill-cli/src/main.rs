@@ -4,6 +4,7 @@ mod bench;
 mod config;
 mod demo;
 mod nginx_conf;
+mod node;
 mod plan;
 mod rate_limit;
 mod reconcile;

@@ -1,14 +1,15 @@
 //! `seckill serve`: open the store, rebuild stock, listen, drain on signal.
 
 use crate::config::{FileConfig, LogFormat, Resolved, StoreArgs, Switch};
+use crate::node;
 use crate::rate_limit::RateLimitArgs;
 use crate::secrets::{self, ADMIN_TOKEN_FILE, JWT_SECRET_FILE};
 use anyhow::{Context, Result};
 use clap::Args;
 use seckill_cluster::authority::{AuthorityConfig, Durability};
+use seckill_cluster::node::ClusterConfig;
+use seckill_engine::breaker::{BreakerRules, DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN_MS};
 use seckill_http::auth::{JwtKey, JwtRules};
-use seckill_http::breaker::{BreakerRules, DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN_MS};
-use seckill_http::cluster::{self, ClusterConfig};
 use seckill_http::dashboard::{DEFAULT_MAX_STREAMS, DashboardRules};
 use seckill_http::degrade::AutoRules;
 use seckill_http::shedding::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT_MS, Limits};
@@ -396,7 +397,7 @@ async fn join_cluster(
 ) -> Result<Option<Server>> {
     let waiting = Arc::new(Waiting::default());
     let tls = config.tls.clone();
-    let opening = cluster::open_node(config, cluster, &waiting);
+    let opening = node::open_node(config, cluster, &waiting);
     tokio::select! {
         server = waiting::answer_until(listener, tls, Arc::clone(&waiting), opening) => {
             Ok(Some(server?))

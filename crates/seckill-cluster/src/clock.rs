@@ -15,6 +15,7 @@
 //! docs/decisions/one-clock.md.
 
 use seckill_core::{Sale, SalePhase, Timestamp};
+use seckill_engine::clock::RemoteClock;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -118,6 +119,21 @@ impl AuthorityClock {
 
     fn elapsed_ms(&self) -> i64 {
         self.base.elapsed().as_millis() as i64
+    }
+}
+
+/// The engine judges a node's sale phases by this clock.
+impl RemoteClock for AuthorityClock {
+    fn now(&self) -> Timestamp {
+        AuthorityClock::now(self)
+    }
+
+    fn skew_seconds(&self) -> f64 {
+        AuthorityClock::skew_seconds(self)
+    }
+
+    fn phase(&self, sale: &Sale) -> SalePhase {
+        AuthorityClock::phase(self, sale)
     }
 }
 

@@ -22,6 +22,7 @@
 pub mod authority;
 pub mod clock;
 pub mod consumer;
+pub mod node;
 pub mod nodes;
 pub mod orders;
 pub mod queue;

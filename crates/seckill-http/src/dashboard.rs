@@ -14,11 +14,11 @@
 
 use crate::App;
 use crate::degrade::Level;
-use crate::market::{Market, SaleUnits};
 use crate::pulse::{Counts, Latency};
 use crate::shedding::{Held, InFlight};
 use bytes::Bytes;
 use seckill_core::{StockState, Timestamp};
+use seckill_engine::{Market, SaleUnits};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -291,8 +291,8 @@ pub fn spawn(app: App, node: String) -> JoinHandle<()> {
                 degrade: app.degrade.level(),
                 unconfirmed: app
                     .market
-                    .cluster()
-                    .map_or(0, |cluster| cluster.unconfirmed()),
+                    .authority()
+                    .map_or(0, |authority| authority.unconfirmed()),
             };
             last = now;
             let point = Point {

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use seckill_core::{ErrorCode, FieldError};
-use seckill_engine::StoreError;
+use seckill_engine::{Refusal, StoreError};
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
@@ -108,9 +108,51 @@ impl From<FieldError> for ApiError {
     }
 }
 
+/// Why a cluster sale answers 503 while the stock authority's copy of it
+/// is repaired.
+pub const UNDER_REPAIR: &str = "the stock authority restarted and this sale is being checked against its orders; retry shortly";
+
+/// The engine's refusals in the API's words.
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::SoldOut => Self::sold_out(),
+            Refusal::LimitReached => Self::limit_reached(),
+            Refusal::NotStarted => Self::not_started(),
+            Refusal::Ended => Self::ended(),
+            Refusal::NoSuchOrder => Self::not_found("no such order"),
+            Refusal::OrderExpired => Self::new(
+                ErrorCode::OrderExpired,
+                "the payment deadline has passed; the units are back on sale",
+            ),
+            Refusal::OrderCancelled => {
+                Self::new(ErrorCode::OrderCancelled, "the order was cancelled")
+            }
+            Refusal::NotPayable => Self::new(
+                ErrorCode::NotPayable,
+                "the order is still queued or was paid with another payment_ref",
+            ),
+            Refusal::NotCancellable => Self::new(
+                ErrorCode::NotCancellable,
+                "only an unpaid order within its payment deadline can be cancelled",
+            ),
+            Refusal::Invalid(error) => error.into(),
+            Refusal::UnderRepair => Self::unavailable(UNDER_REPAIR),
+            Refusal::Unavailable(why) => Self::unavailable(why),
+            Refusal::Store(error) => Self::from(&*error),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        if let StoreError::Refused(why) = &error {
+        Self::from(&error)
+    }
+}
+
+impl From<&StoreError> for ApiError {
+    fn from(error: &StoreError) -> Self {
+        if let StoreError::Refused(why) = error {
             tracing::warn!(
                 request_id = crate::request_scope::current_id(),
                 why,

@@ -10,10 +10,10 @@
 
 use crate::App;
 use crate::error::{ApiResult, canned};
-use crate::market::LiveSale;
 use crate::route::{Route, plain_sale_id};
 use crate::routes::purchase::{self, Triage};
 use crate::routes::sales;
+use crate::sale_views::SaleView;
 use axum::http::Request;
 use axum::response::{IntoResponse, Response};
 use seckill_core::ErrorCode;
@@ -26,7 +26,7 @@ pub enum Made {
     /// A purchase of this sale for the market to decide (triage found it
     /// open, or the request carries an Idempotency-Key): the long way,
     /// without looking the sale up again.
-    Purchase(Arc<LiveSale>),
+    Purchase(Arc<SaleView>),
 }
 
 impl From<ApiResult<Response>> for Made {
@@ -63,7 +63,7 @@ pub fn made<B>(app: &App, route: Route, request: &Request<B>) -> Option<Made> {
             unless_full(app, || sales::stock_answer(app, sale_id).into())
         }
         Route::ListSales => unless_full(app, || {
-            Made::Answer(app.market.listing().answer(headers), None)
+            Made::Answer(app.sales.listing().answer(headers), None)
         }),
         _ => return None,
     };

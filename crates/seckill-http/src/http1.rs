@@ -13,10 +13,10 @@ use crate::connections::{Activity, Connections};
 use crate::degrade::Traffic;
 use crate::error::canned;
 use crate::from_memory::{self, Made};
-use crate::market::LiveSale;
 use crate::rate_limit::Limited;
 use crate::route::Route;
 use crate::routes::{self, purchase};
+use crate::sale_views::SaleView;
 use crate::{cors, prebuilt, request_scope, shedding};
 use axum::Router;
 use axum::body::Body;
@@ -172,7 +172,7 @@ async fn within_limits(
     route: Route,
     peer: SocketAddr,
     request: hyper::Request<Incoming>,
-    purchase_of: Option<Arc<LiveSale>>,
+    purchase_of: Option<Arc<SaleView>>,
     activity: &Arc<Activity>,
 ) -> Response {
     if shedding::is_exempt(route) {
@@ -218,7 +218,7 @@ async fn handle(
     route: Route,
     peer: SocketAddr,
     mut request: hyper::Request<Body>,
-    purchase_of: Option<Arc<LiveSale>>,
+    purchase_of: Option<Arc<SaleView>>,
 ) -> Response {
     let Some(sale) = purchase_of else {
         if let Err(limited) = admit(app, route, peer, request.headers()).await {

@@ -1,23 +1,18 @@
-//! The seckill engine as an HTTP service: the in-memory [`market`] that
-//! decides purchases, the [`routes`] of the v1 API, and the background
-//! [`expiry`] sweeper, over any [`seckill_engine::Store`].
+//! The seckill engine's HTTP door: the accept loop, the [`routes`] of the
+//! v1 API over the engine's market, and what guards and observes them
+//! (auth, CORS, rate limits, shedding, degradation, metrics, dashboard).
+//! It knows the engine's ports, never what implements them.
 
 pub mod auth;
-pub mod breaker;
 mod client_body;
 pub mod client_ip;
-pub mod clock;
-pub mod cluster;
 mod connections;
 pub mod cors;
 pub mod dashboard;
 pub mod degrade;
 pub mod error;
-pub mod expiry;
 mod from_memory;
-pub mod guarded_store;
 mod http1;
-pub mod market;
 pub mod metrics;
 pub mod openapi;
 pub mod per_thread;
@@ -28,13 +23,16 @@ pub mod rate_limit;
 pub mod request_scope;
 pub mod route;
 pub mod routes;
+pub mod sale_views;
 pub mod shedding;
 pub mod tls;
 pub mod waiting;
 
 use auth::Auth;
-use market::Market;
-use seckill_engine::{Store, StoreError};
+use sale_views::SaleViews;
+use seckill_engine::breaker::{Breaker, BreakerRules};
+use seckill_engine::guarded_store::GuardedStore;
+use seckill_engine::{Market, StockAuthority, Store, StoreError, expiry};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,7 +50,7 @@ pub struct ServerConfig {
     /// Automatic degradation, when on.
     pub auto_degrade: Option<degrade::AutoRules>,
     /// When the store's breaker opens.
-    pub store_breaker: breaker::BreakerRules,
+    pub store_breaker: BreakerRules,
     /// Serve TLS instead of plain HTTP.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub rate_limits: rate_limit::RateLimitConfig,
@@ -61,7 +59,9 @@ pub struct ServerConfig {
 
 /// Shared by every request and worker.
 pub struct AppState {
-    pub market: Market,
+    pub market: Arc<Market>,
+    /// The sales as the read path serves them.
+    pub sales: SaleViews,
     pub auth: Auth,
     pub purchase_tokens: purchase_token::PurchaseTokens,
     pub metrics: metrics::Metrics,
@@ -71,9 +71,6 @@ pub struct AppState {
     pub in_flight: shedding::InFlight,
     /// Set at shutdown: readiness fails while in-flight requests finish.
     pub draining: AtomicBool,
-    /// Set once the first expiry sweep is done: until then, units of orders
-    /// that expired while the engine was stopped are not back on sale.
-    pub swept_once: AtomicBool,
     pub dashboard: dashboard::Feed,
 }
 
@@ -96,23 +93,24 @@ pub struct Server {
 
 impl Server {
     /// Loads the store, rebuilds every sale's stock from its orders and
-    /// counts their settled units. With `cluster`, this engine is one node
-    /// of it: `store` is the cluster's, and Redis decides purchases.
+    /// counts their settled units. With an `authority` (a cluster node),
+    /// it decides purchases and `store` is the cluster's.
     pub async fn open(
         config: ServerConfig,
         store: Arc<dyn Store>,
-        cluster: Option<Arc<cluster::Cluster>>,
+        authority: Option<Arc<dyn StockAuthority>>,
     ) -> Result<Self, OpenError> {
         let auth = Auth::new(&config.jwt, &config.admin_token)?
             .with_dashboard_token(config.dashboard.token.as_deref());
         // First: it installs the recorder that every metric handle binds to.
         let metrics = metrics::Metrics::new();
         let snapshot = store.load().await?;
-        let breaker = Arc::new(breaker::Breaker::new("store", config.store_breaker));
-        let store = Arc::new(guarded_store::GuardedStore::new(store, breaker));
-        let market = Market::restore(store, snapshot, cluster);
+        let breaker = Arc::new(Breaker::new("store", config.store_breaker));
+        let store = Arc::new(GuardedStore::new(store, breaker));
+        let market = Arc::new(Market::restore(store, snapshot, authority));
         market.count_settled().await?;
         let app = Arc::new(AppState {
+            sales: SaleViews::new(Arc::clone(&market)),
             market,
             auth,
             purchase_tokens: purchase_token::PurchaseTokens::new(&config.jwt_secret),
@@ -122,7 +120,6 @@ impl Server {
             degrade: degrade::Degrade::new(config.auto_degrade),
             in_flight: shedding::InFlight::new(config.limits.max_in_flight),
             draining: AtomicBool::new(false),
-            swept_once: AtomicBool::new(false),
             dashboard: dashboard::Feed::new(config.dashboard.max_streams),
         });
         Ok(Self {
@@ -138,18 +135,18 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) {
-        let sweeper = expiry::spawn(Arc::clone(&self.app));
+        let sweeper = expiry::spawn(Arc::clone(&self.app.market));
         let health_judge = degrade::auto::spawn(Arc::clone(&self.app));
         let evictor = rate_limit::spawn_eviction(Arc::clone(&self.app));
         let node = listener
             .local_addr()
             .map_or_else(|_| "this engine".to_string(), |address| address.to_string());
         let sampler = dashboard::spawn(Arc::clone(&self.app), node);
-        let cluster_tasks = self
+        let authority_tasks = self
             .app
             .market
-            .cluster()
-            .map(|cluster| cluster.spawn(Arc::clone(&self.app)))
+            .authority()
+            .map(|authority| Arc::clone(authority).start(Arc::clone(&self.app.market)))
             .unwrap_or_default();
         let app = Arc::clone(&self.app);
         http1::serve(
@@ -170,9 +167,9 @@ impl Server {
         }
         evictor.abort();
         sampler.abort();
-        cluster_tasks.iter().for_each(JoinHandle::abort);
-        if let Some(cluster) = self.app.market.cluster() {
-            cluster.leave().await;
+        authority_tasks.iter().for_each(JoinHandle::abort);
+        if let Some(authority) = self.app.market.authority() {
+            authority.stop().await;
         }
         self.app.market.store().close().await;
         tracing::info!("stopped; every acknowledged write is committed");

@@ -6,7 +6,6 @@
 //! store.
 
 use crate::error::{ApiError, status_of};
-use crate::market::Market;
 use crate::per_thread::PerThread;
 use crate::pulse::{Outcome, Pulse};
 use crate::route::Route;
@@ -15,6 +14,7 @@ use metrics::Counter;
 use metrics_exporter_prometheus::formatting::{write_metric_line, write_type_line};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use seckill_core::ErrorCode;
+use seckill_engine::Market;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -88,9 +88,6 @@ pub struct Metrics {
     unusual: Mutex<HashMap<(Route, StatusCode), u64>>,
     /// The same requests, counted for the live dashboard.
     pub pulse: Pulse,
-    pub paid: Counter,
-    pub cancelled: Counter,
-    pub expired: Counter,
     /// Requests answered 503 because too many were in flight.
     pub shed_in_flight: Counter,
     /// Requests answered 503 because they ran past the time limit.
@@ -107,9 +104,6 @@ impl Metrics {
             tallies: Box::default(),
             unusual: Mutex::default(),
             pulse: Pulse::new(),
-            paid: metrics::counter!("seckill_orders_paid_total"),
-            cancelled: metrics::counter!("seckill_orders_cancelled_total"),
-            expired: metrics::counter!("seckill_orders_expired_total"),
             shed_in_flight: metrics::counter!("seckill_shed_requests_total", "reason" => "in_flight"),
             shed_timeout: metrics::counter!("seckill_shed_requests_total", "reason" => "timeout"),
             prometheus,
@@ -177,9 +171,9 @@ impl Metrics {
         if let Some(skew) = market.clock().skew_seconds() {
             metrics::gauge!("seckill_clock_skew_seconds").set(skew);
         }
-        if let Some(cluster) = market.cluster() {
+        if let Some(authority) = market.authority() {
             metrics::counter!("seckill_purchases_unconfirmed_total")
-                .absolute(cluster.unconfirmed());
+                .absolute(authority.unconfirmed());
         }
         self.upkeep();
         let mut text = self.prometheus.render();

@@ -1,5 +1,5 @@
 //! A cluster node before it can serve: it listens at once and answers
-//! while it waits for Redis and the database ([`crate::cluster::open_node`]),
+//! while it waits for Redis and the database (the cluster crate's `open_node`),
 //! so a balancer sees a live node that is not ready rather than a refused
 //! port, and nothing is sold before the sales are restored into memory.
 //!

@@ -32,7 +32,7 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(app): State<App>) -> Response {
     let waiting_for = waiting_for(
         app.draining.load(Ordering::Acquire),
-        app.swept_once.load(Ordering::Acquire),
+        app.market.swept_once(),
     );
     match waiting_for {
         None => Json(serde_json::json!({"status": "ready"})).into_response(),

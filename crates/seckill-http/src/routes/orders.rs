@@ -9,8 +9,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use seckill_core::order::check_payment_ref;
-use seckill_core::{ErrorCode, Order, OrderId, SaleId};
-use seckill_engine::{CancelOutcome, PayOutcome};
+use seckill_core::{Order, OrderId, SaleId};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -19,10 +18,7 @@ use utoipa::{IntoParams, ToSchema};
         description = "The order; another user's is `not_found`."), openapi::OrderErrors))]
 pub async fn get(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> ApiResult<Json<Order>> {
     let user = app.auth.user(&headers)?;
-    match app.market.store().order(&order_id(&id)?).await? {
-        Some(order) if order.user_id == user => Ok(Json(order)),
-        _ => Err(no_such_order()),
-    }
+    Ok(Json(app.market.order(&order_id(&id)?, &user).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -49,9 +45,7 @@ pub async fn list(
         Some(Some(sale)) => Some(sale),
         None => None,
     };
-    Ok(Json(
-        app.market.store().orders_of(&user, sale.as_ref()).await?,
-    ))
+    Ok(Json(app.market.orders_of(&user, sale.as_ref()).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -77,34 +71,9 @@ pub async fn pay(
         .await?
         .ok_or_else(|| ApiError::bad_request("body: `payment_ref` is required"))?;
     check_payment_ref(&payment_ref)?;
-    match app
-        .market
-        .store()
-        .pay(&order_id(&id)?, &user, &payment_ref)
-        .await?
-    {
-        PayOutcome::Paid(order) => {
-            app.metrics.paid.increment(1);
-            if let Some(sale) = app.market.get(order.sale_id.as_str()) {
-                sale.paid(order.quantity);
-            }
-            Ok(Json(order))
-        }
-        PayOutcome::AlreadyPaid(order) => Ok(Json(order)),
-        PayOutcome::NotFound => Err(no_such_order()),
-        PayOutcome::Expired => Err(ApiError::new(
-            ErrorCode::OrderExpired,
-            "the payment deadline has passed; the units are back on sale",
-        )),
-        PayOutcome::Cancelled => Err(ApiError::new(
-            ErrorCode::OrderCancelled,
-            "the order was cancelled",
-        )),
-        PayOutcome::NotPayable => Err(ApiError::new(
-            ErrorCode::NotPayable,
-            "the order is still queued or was paid with another payment_ref",
-        )),
-    }
+    Ok(Json(
+        app.market.pay(&order_id(&id)?, &user, &payment_ref).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{order_id}/cancel", operation_id = "cancel",
@@ -117,18 +86,7 @@ pub async fn cancel(
     headers: HeaderMap,
 ) -> ApiResult<Json<Order>> {
     let user = app.auth.user(&headers)?;
-    match app.market.store().cancel(&order_id(&id)?, &user).await? {
-        CancelOutcome::Cancelled(order, released) => {
-            app.market.cancelled(&released);
-            app.metrics.cancelled.increment(1);
-            Ok(Json(order))
-        }
-        CancelOutcome::NotFound => Err(no_such_order()),
-        CancelOutcome::NotCancellable => Err(ApiError::new(
-            ErrorCode::NotCancellable,
-            "only an unpaid order within its payment deadline can be cancelled",
-        )),
-    }
+    Ok(Json(app.market.cancel(&order_id(&id)?, &user).await?))
 }
 
 /// The order a path names; an id no order can have is no such order, and

@@ -6,16 +6,18 @@ use super::extract::{Id, json_body};
 use super::sales;
 use crate::error::{ApiError, ApiResult, canned};
 
-use crate::market::{LiveSale, Purchase, Receipt};
 use crate::openapi::{self, SalePath};
 use crate::rate_limit::Limited;
 use crate::route::Route;
+use crate::sale_views::SaleView;
 use crate::{App, AppState};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use seckill_core::Receipt;
 use seckill_core::{ErrorCode, SalePhase};
+use seckill_engine::Purchase;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -55,7 +57,7 @@ pub(crate) enum Triage {
     /// For the market to decide: the sale is open, or the request carries
     /// an Idempotency-Key whose earlier answer must win over the refusal
     /// (the market checks the key before the phase and the stock, I5).
-    Decide(Arc<LiveSale>),
+    Decide(Arc<SaleView>),
 }
 
 /// The cheapest checks, from memory only; refusals are counted. Only a
@@ -72,7 +74,7 @@ pub(crate) fn triage(app: &AppState, sale_id: &str, headers: &HeaderMap) -> Tria
     if sale.is_unavailable() {
         let error = app
             .metrics
-            .refused(ApiError::unavailable(sales::UNDER_REPAIR));
+            .refused(ApiError::unavailable(crate::error::UNDER_REPAIR));
         return Triage::Refused(error.into_response(), ErrorCode::Unavailable);
     }
     let (code, answer): (ErrorCode, fn() -> Response) = match app.market.clock().phase(&sale.sale) {
@@ -122,18 +124,18 @@ pub async fn purchase(
 }
 
 /// Why a purchase that passed triage was refused.
-enum Refusal {
+enum Refused {
     Api(ApiError),
     Limited(Limited),
 }
 
-impl<E: Into<ApiError>> From<E> for Refusal {
+impl<E: Into<ApiError>> From<E> for Refused {
     fn from(error: E) -> Self {
         Self::Api(error.into())
     }
 }
 
-impl From<Limited> for Refusal {
+impl From<Limited> for Refused {
     fn from(limited: Limited) -> Self {
         Self::Limited(limited)
     }
@@ -143,7 +145,7 @@ impl From<Limited> for Refusal {
 /// cheapest check first.
 pub async fn buy(
     app: &AppState,
-    sale: &Arc<LiveSale>,
+    sale: &Arc<SaleView>,
     peer: IpAddr,
     request: Request<Body>,
 ) -> Response {
@@ -153,8 +155,8 @@ pub async fn buy(
             app.metrics.purchase(None);
             response
         }
-        Err(Refusal::Api(error)) => app.metrics.refused(error).into_response(),
-        Err(Refusal::Limited(limited)) => {
+        Err(Refused::Api(error)) => app.metrics.refused(error).into_response(),
+        Err(Refused::Limited(limited)) => {
             app.metrics.purchase(Some(ErrorCode::RateLimited));
             limited.into_response()
         }
@@ -163,11 +165,11 @@ pub async fn buy(
 
 async fn reserve(
     app: &AppState,
-    sale: &Arc<LiveSale>,
+    sale: &Arc<SaleView>,
     peer: IpAddr,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Response, Refusal> {
+) -> Result<Response, Refused> {
     let limits = &app.rate_limits;
     limits.admit_address(Route::Purchase, peer, headers).await?;
     let user = app.auth.user(headers)?;
@@ -185,7 +187,7 @@ async fn reserve(
     let receipt = app
         .market
         .purchase(
-            sale,
+            &sale.live,
             Purchase {
                 user,
                 quantity,

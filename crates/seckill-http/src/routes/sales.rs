@@ -2,8 +2,8 @@
 
 use super::extract::{Id, json_body};
 use crate::error::{ApiError, ApiResult, canned};
-use crate::market::LiveSale;
 use crate::openapi::{self, SalePath};
+use crate::sale_views::SaleView;
 use crate::{App, AppState, prebuilt};
 use axum::Json;
 use axum::body::Body;
@@ -54,7 +54,7 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> A
                 HeaderValue::from_static("application/json"),
             ),
         ],
-        sale.detail.json.clone(),
+        app.sales.view_of(sale).detail.json.clone(),
     )
         .into_response())
 }
@@ -68,7 +68,7 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> A
             ("ETag" = String), ("Cache-Control" = String))),
         openapi::ListSalesErrors))]
 pub async fn list(State(app): State<App>, headers: HeaderMap) -> Response {
-    app.market.listing().answer(&headers)
+    app.sales.listing().answer(&headers)
 }
 
 #[utoipa::path(get, path = "/api/v1/sales/{sale_id}", operation_id = "get_sale",
@@ -107,16 +107,13 @@ pub async fn stock(State(app): State<App>, Id(id): Id) -> ApiResult<Response> {
     stock_answer(&app, &id)
 }
 
-/// Why a cluster sale answers 503 while Redis' copy of it is repaired.
-pub(crate) const UNDER_REPAIR: &str = "the stock authority restarted and this sale is being checked against its orders; retry shortly";
-
 /// The live stock: from memory only, so the accept loop also answers it
 /// without the router.
 pub(crate) fn stock_answer(app: &AppState, id: &str) -> ApiResult<Response> {
     let sale = find(app, id)?;
     // No count while the purchase answer is 503: it would promise units.
     if sale.is_unavailable() {
-        return Err(ApiError::unavailable(UNDER_REPAIR));
+        return Err(ApiError::unavailable(crate::error::UNDER_REPAIR));
     }
     let remaining = sale.stock.remaining();
     let state = StockState::of(app.market.clock().phase(&sale.sale), remaining);
@@ -191,8 +188,8 @@ pub async fn purchase_token(
 }
 
 /// The sale, or the API's 404.
-pub(super) fn find(app: &AppState, id: &str) -> ApiResult<Arc<LiveSale>> {
-    app.market
+pub(super) fn find(app: &AppState, id: &str) -> ApiResult<Arc<SaleView>> {
+    app.sales
         .get(id)
         .ok_or_else(|| ApiError::not_found("no such sale"))
 }
@@ -206,7 +203,8 @@ mod tests {
         let new_sale: NewSale =
             serde_json::from_str(r#"{"name":"x","stock":7,"price_cents":1}"#).unwrap();
         let id = SaleId::from("needs \"escaping\"");
-        let sale = LiveSale::new(new_sale.validate(id, Timestamp::now()).unwrap());
+        let live = seckill_engine::LiveSale::new(new_sale.validate(id, Timestamp::now()).unwrap());
+        let sale = SaleView::new(Arc::new(live));
         for (remaining, state) in [
             (7, StockState::Upcoming),
             (3, StockState::Open),

@@ -5,12 +5,12 @@
 //! closing at shutdown are not.
 
 use crate::breaker::{Breaker, Call};
-use async_trait::async_trait;
-use seckill_core::{Order, OrderId, Sale, SaleId, UserId};
-use seckill_engine::{
+use crate::{
     CancelOutcome, CommitTicket, PayOutcome, ReleasedUnits, Reservation, Snapshot, Store,
     StoreError, StoreResult, UnitsByStatus,
 };
+use async_trait::async_trait;
+use seckill_core::{Order, OrderId, Sale, SaleId, UserId};
 use std::future::Future;
 use std::sync::Arc;
 

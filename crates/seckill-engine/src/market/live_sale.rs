@@ -1,25 +1,17 @@
-//! One sale in memory: its immutable description (with its answer made
-//! once for the read path), its stock counter and its buyers.
+//! One sale in memory: its immutable description, its stock counter and
+//! its buyers.
 
-use super::purchase::{Receipt, SharedOutcome};
-use crate::prebuilt::CachedJson;
-use bytes::{Bytes, BytesMut};
+use super::purchase::{SharedOutcome, receipt_of};
+use crate::{Reservation, UnitsByStatus};
 use dashmap::DashMap;
 use futures::FutureExt;
-use seckill_core::{Sale, Stock, StockState, UserId};
-use seckill_engine::{Reservation, UnitsByStatus};
+use seckill_core::{Sale, Stock, UserId};
 use std::collections::HashMap;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub struct LiveSale {
     pub sale: Sale,
     pub stock: Stock,
-    /// The sale object as served by `GET /api/v1/sales/{id}`.
-    pub detail: CachedJson,
-    /// The start of `GET /api/v1/sales/{id}/stock`'s body, up to the live
-    /// part ([`Self::stock_json`]).
-    stock_json_head: Bytes,
     /// Users who hold units or have an idempotent answer on this sale.
     /// Sharded locks, held only for in-memory bookkeeping, never across I/O.
     pub(super) buyers: DashMap<UserId, Buyer>,
@@ -66,56 +58,20 @@ impl Buyer {
     }
 }
 
-/// A sale never changes once created, so caches may keep it a while; the
-/// ETag lets them revalidate for free.
-const DETAIL_CACHE_CONTROL: &str = "public, max-age=60";
-
-/// The end of the stock body after the count: `,"state":"…"}`, serialized
-/// once per state.
-fn state_tail(state: StockState) -> &'static str {
-    static TAILS: LazyLock<Vec<(StockState, String)>> = LazyLock::new(|| {
-        use StockState::*;
-        [Upcoming, Open, SoldOut, Ended]
-            .into_iter()
-            .map(|state| {
-                let json = serde_json::to_string(&state).expect("a state serializes");
-                (state, format!(r#","state":{json}}}"#))
-            })
-            .collect()
-    });
-    let tail = TAILS.iter().find(|(each, _)| *each == state);
-    &tail.expect("every state has a tail").1
-}
-
 impl LiveSale {
-    /// `GET /api/v1/sales/{id}/stock`'s body (`routes::sales::StockView`):
-    /// the parts that never change serialized once, the live count written
-    /// between them. Serializing the whole view per request was a third of
-    /// that answer's own cost; formatting the count and the state
-    /// (`write!`, serde) still took about 500 of a stock read's 13,100
-    /// instructions (callgrind).
-    pub fn stock_json(&self, remaining: u64, state: StockState) -> Bytes {
-        let tail = state_tail(state);
-        let mut json = BytesMut::with_capacity(self.stock_json_head.len() + 20 + tail.len());
-        json.extend_from_slice(&self.stock_json_head);
-        json.extend_from_slice(itoa::Buffer::new().format(remaining).as_bytes());
-        json.extend_from_slice(tail.as_bytes());
-        json.freeze()
-    }
-
     pub fn new(sale: Sale) -> Self {
-        let json = Bytes::from(serde_json::to_vec(&sale).expect("a sale serializes"));
-        let id = serde_json::to_string(&sale.id).expect("an id serializes");
-        let head = format!(r#"{{"sale_id":{id},"stock":{},"remaining":"#, sale.stock);
         Self {
-            stock_json_head: Bytes::from(head),
             stock: Stock::new(sale.stock),
             sale,
-            detail: CachedJson::new(json, DETAIL_CACHE_CONTROL),
             buyers: DashMap::new(),
             settled: Settled::default(),
             unavailable: AtomicBool::new(false),
         }
+    }
+
+    /// How many users hold units or a remembered answer on this sale.
+    pub fn tracked_buyers(&self) -> usize {
+        self.buyers.len()
     }
 
     /// Whether the sale is out of service until its repair (cluster mode).
@@ -149,7 +105,7 @@ impl LiveSale {
             .store(units.cancelled, Ordering::Relaxed);
     }
 
-    pub fn paid(&self, quantity: u64) {
+    pub(super) fn paid(&self, quantity: u64) {
         self.settled.paid.fetch_add(quantity, Ordering::Relaxed);
     }
 
@@ -176,7 +132,7 @@ impl LiveSale {
             buyer.held += order.quantity;
         }
         if let Some(key) = &order.idempotency_key {
-            let receipt = Receipt::of(order);
+            let receipt = receipt_of(order);
             buyer.answers.insert(
                 key.clone(),
                 futures::future::ready(Ok(receipt)).boxed().shared(),

@@ -3,12 +3,11 @@
 //! reservation durable before anyone is told it succeeded (I2).
 
 use super::{LiveSale, Market};
-use crate::error::{ApiError, ApiResult};
+use crate::refusal::{Decided, Refusal};
+use crate::{CommitTicket, Reservation, StoreError, StoreResult};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use seckill_core::{OrderId, OrderStatus, SaleId, SalePhase, Timestamp, UserId};
-use seckill_engine::{CommitTicket, Reservation, StoreError, StoreResult};
-use serde::Serialize;
+use seckill_core::{OrderId, OrderStatus, Receipt, SalePhase, Timestamp, UserId};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,35 +20,25 @@ pub struct Purchase {
     pub idempotency_key: Option<String>,
 }
 
-/// The body of a 202: the order the buyer now holds.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Receipt {
-    pub order_id: OrderId,
-    pub sale_id: SaleId,
-    pub status: OrderStatus,
-    pub expires_at: Timestamp,
-}
-
-impl Receipt {
-    pub(super) fn of(reservation: &Reservation) -> Self {
-        Self {
-            order_id: reservation.order_id.clone(),
-            sale_id: reservation.sale_id.clone(),
-            status: OrderStatus::PendingPayment,
-            expires_at: reservation.expires_at,
-        }
+/// The answer to a reservation the store holds.
+pub(super) fn receipt_of(reservation: &Reservation) -> Receipt {
+    Receipt {
+        order_id: reservation.order_id.clone(),
+        sale_id: reservation.sale_id.clone(),
+        status: OrderStatus::PendingPayment,
+        expires_at: reservation.expires_at,
     }
 }
 
 /// The answer to an Idempotency-Key: every retry awaits the same one.
-pub(super) type SharedOutcome = Shared<BoxFuture<'static, ApiResult<Receipt>>>;
+pub(super) type SharedOutcome = Shared<BoxFuture<'static, Decided<Receipt>>>;
 
 impl Market {
     /// Reserves `purchase.quantity` units of `sale` for the buyer, durably:
-    /// in memory then the store, or in cluster mode by Redis.
-    pub async fn purchase(&self, sale: &Arc<LiveSale>, purchase: Purchase) -> ApiResult<Receipt> {
-        match &self.cluster {
-            Some(cluster) => cluster.purchase(sale, purchase).await,
+    /// in memory then the store, or by the stock authority in cluster mode.
+    pub async fn purchase(&self, sale: &Arc<LiveSale>, purchase: Purchase) -> Decided<Receipt> {
+        match &self.authority {
+            Some(authority) => authority.purchase(sale, purchase).await,
             None => self.take(sale, purchase)?.await,
         }
     }
@@ -64,7 +53,7 @@ impl Market {
         &self,
         sale: &Arc<LiveSale>,
         purchase: Purchase,
-    ) -> ApiResult<BoxFuture<'static, ApiResult<Receipt>>> {
+    ) -> Decided<BoxFuture<'static, Decided<Receipt>>> {
         let mut buyer = sale.buyers.entry(purchase.user.clone()).or_default();
         if let Some(key) = &purchase.idempotency_key
             && let Some(answer) = buyer.answers.get(key)
@@ -74,13 +63,13 @@ impl Market {
         let now = Timestamp::now();
         let quantity = purchase.quantity;
         let refusal = match sale.sale.phase(now) {
-            SalePhase::Upcoming => Some(ApiError::not_started()),
-            SalePhase::Ended => Some(ApiError::ended()),
+            SalePhase::Upcoming => Some(Refusal::NotStarted),
+            SalePhase::Ended => Some(Refusal::Ended),
             SalePhase::Open if buyer.held + quantity > sale.sale.per_user_limit => {
-                Some(ApiError::limit_reached())
+                Some(Refusal::LimitReached)
             }
             // Taken here, under the buyer's lock: the last check.
-            SalePhase::Open if !sale.stock.try_take(quantity) => Some(ApiError::sold_out()),
+            SalePhase::Open if !sale.stock.try_take(quantity) => Some(Refusal::SoldOut),
             SalePhase::Open => None,
         };
         if let Some(refusal) = refusal {
@@ -99,7 +88,7 @@ impl Market {
             created_at: now,
             expires_at: sale.sale.payment_deadline(now),
         };
-        let receipt = Receipt::of(&reservation);
+        let receipt = receipt_of(&reservation);
         let undo = Undo {
             sale: Arc::clone(sale),
             user: purchase.user,
@@ -123,7 +112,7 @@ impl Market {
         let outcome = async move {
             match committing.await {
                 Ok(()) => Ok(receipt),
-                Err(_) => Err(ApiError::unavailable(
+                Err(_) => Err(Refusal::Unavailable(
                     "the reservation could not be made durable; nothing was reserved",
                 )),
             }
@@ -195,84 +184,6 @@ impl Drop for Committing {
                     undo.run();
                 }
             });
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use seckill_core::{ErrorCode, NewSale, SaleId};
-    use seckill_engine::Snapshot;
-    use seckill_sqlite::{DATABASE_FILE, SqliteStore};
-    use std::time::Duration;
-
-    /// A market whose only sale exists in memory but not in the real
-    /// SQLite store: every reservation then fails its foreign key at commit.
-    async fn market_whose_commits_fail(dir: &std::path::Path) -> (Market, Arc<LiveSale>) {
-        let store = Arc::new(SqliteStore::open(dir).await.unwrap());
-        let new_sale: NewSale =
-            serde_json::from_str(r#"{"name":"x","stock":5,"price_cents":1,"per_user_limit":3}"#)
-                .unwrap();
-        let sale = new_sale
-            .validate(SaleId::generate(), Timestamp::now())
-            .unwrap();
-        let id = sale.id.clone();
-        let snapshot = Snapshot {
-            sales: vec![sale],
-            live_orders: Vec::new(),
-        };
-        let market = Market::restore(store, snapshot, None);
-        let live = market.get(id.as_str()).unwrap();
-        (market, live)
-    }
-
-    fn purchase(user: &str, idempotency_key: Option<&str>) -> Purchase {
-        Purchase {
-            user: UserId::from(user),
-            quantity: 2,
-            idempotency_key: idempotency_key.map(String::from),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_failed_commit_gives_everything_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let (market, sale) = market_whose_commits_fail(dir.path()).await;
-        let error = market
-            .purchase(&sale, purchase("u", Some("key")))
-            .await
-            .unwrap_err();
-        assert_eq!(error.code, ErrorCode::Unavailable);
-        assert_eq!(sale.stock.remaining(), 5);
-        assert!(sale.buyers.is_empty(), "no holding, no remembered answer");
-    }
-
-    #[tokio::test]
-    async fn a_request_dropped_while_committing_still_gives_back() {
-        for idempotency_key in [None, Some("key")] {
-            let dir = tempfile::tempdir().unwrap();
-            let (market, sale) = market_whose_commits_fail(dir.path()).await;
-            // Another connection holds the write lock, so the writer waits.
-            let mut blocker = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
-            let lock = blocker
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .unwrap();
-            // Polled once (the units are taken, the write queued), then
-            // dropped like the request of a client that hung up.
-            let buying = market.purchase(&sale, purchase("u", idempotency_key));
-            let abandoned = tokio::time::timeout(Duration::ZERO, buying).await;
-            assert!(abandoned.is_err(), "answered early: {abandoned:?}");
-            assert_eq!(sale.stock.remaining(), 3);
-            lock.rollback().unwrap();
-            for _ in 0..250 {
-                if sale.stock.remaining() == 5 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            assert_eq!(sale.stock.remaining(), 5, "key {idempotency_key:?}");
-            assert!(sale.buyers.is_empty(), "key {idempotency_key:?}");
         }
     }
 }

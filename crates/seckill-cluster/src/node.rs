@@ -26,24 +26,21 @@
 //! seeded again from the database if Redis lost it, the orders Redis lost
 //! put back); the sale sells again once the fence is lifted.
 
-use crate::breaker::{Breaker, BreakerRules};
-use crate::error::{ApiError, ApiResult};
-use crate::market::{LiveSale, Purchase, Receipt};
-use crate::waiting::Waiting;
-use crate::{App, AppState, OpenError, Server, ServerConfig};
-use seckill_cluster::authority::{
+use crate::authority::{
     AuthorityConfig, AuthorityError, Fence, RedisAuthority, ReserveOutcome, ReserveRequest,
     StockEvent,
 };
-use seckill_cluster::clock::AuthorityClock;
-use seckill_cluster::consumer::{Consumer, ConsumerConfig};
-use seckill_cluster::nodes::Heartbeat;
-use seckill_cluster::orders::{OrdersError, SqlOrders};
-use seckill_cluster::quota::Quotas;
-use seckill_cluster::reconcile::{RecentReleases, Reconciler};
-use seckill_cluster::store::ClusterStore;
-use seckill_core::{OrderId, OrderStatus, SaleId};
-use seckill_engine::{Store, StoreError};
+use crate::consumer::{Consumer, ConsumerConfig};
+use crate::nodes::Heartbeat;
+use crate::orders::{OrdersError, SqlOrders};
+use crate::quota::Quotas;
+use crate::reconcile::{RecentReleases, Reconciler};
+use crate::store::ClusterStore;
+use async_trait::async_trait;
+use seckill_core::{OrderId, OrderStatus, Receipt, SaleId};
+use seckill_engine::breaker::{Breaker, BreakerRules};
+use seckill_engine::clock::RemoteClock;
+use seckill_engine::{Decided, LiveSale, Market, Purchase, Refusal, StockAuthority, Store};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -88,60 +85,11 @@ pub enum JoinError {
 impl JoinError {
     /// Whether Redis or the database could not be reached or takes no
     /// connections yet: worth waiting for, unlike wrong settings.
-    fn is_transient(&self) -> bool {
+    pub fn is_transient(&self) -> bool {
         match self {
             Self::Redis(error) => matches!(error, AuthorityError::Unavailable(_)),
             Self::Database(error) => error.is_unreachable() || error.refuses_connections(),
         }
-    }
-}
-
-/// Why a node could not open.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenNodeError {
-    #[error("joining the cluster: {0}")]
-    Join(#[from] JoinError),
-    #[error("opening the engine: {0}")]
-    Open(#[from] OpenError),
-}
-
-/// The first wait before joining again, doubled after each failure up to
-/// the cap.
-const JOIN_RETRY_FIRST: Duration = Duration::from_millis(500);
-const JOIN_RETRY_CAP: Duration = Duration::from_secs(5);
-
-/// Joins the cluster and opens the engine on it (the sales restored into
-/// memory). While Redis or the database cannot be reached it waits and
-/// tries again, saying what it waits for in `waiting` (the node's answers
-/// meanwhile, `crate::waiting`) and in the log; wrong settings or schema
-/// end it.
-pub async fn open_node(
-    config: ServerConfig,
-    cluster: ClusterConfig,
-    waiting: &Waiting,
-) -> Result<Server, OpenNodeError> {
-    let mut delay = JOIN_RETRY_FIRST;
-    loop {
-        let reason = match Cluster::join(cluster.clone()).await {
-            Ok((node, store)) => match Server::open(config.clone(), store, Some(node)).await {
-                Ok(server) => {
-                    if delay > JOIN_RETRY_FIRST {
-                        tracing::info!("the cluster's services are reachable: serving");
-                    }
-                    return Ok(server);
-                }
-                Err(OpenError::Store(StoreError::Unavailable(error))) => {
-                    format!("the order database: {error}")
-                }
-                Err(error) => return Err(error.into()),
-            },
-            Err(error) if error.is_transient() => error.to_string(),
-            Err(error) => return Err(error.into()),
-        };
-        tracing::warn!(waiting_for = %reason, retry_in = ?delay, "not serving yet: waiting for the cluster's services");
-        waiting.set(reason);
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(JOIN_RETRY_CAP);
     }
 }
 
@@ -200,17 +148,12 @@ impl Cluster {
         self.unconfirmed.load(Ordering::Relaxed)
     }
 
-    /// Redis' clock as this node knows it (`seckill_cluster::clock`).
-    pub fn clock(&self) -> &Arc<AuthorityClock> {
-        self.authority.clock()
-    }
-
     /// A purchase, decided by Redis through this node's quota (answered
     /// sold out here once the node knows the stock is gone). Redis being
     /// unreachable is a 503, never a guess (I7).
-    pub(crate) async fn purchase(&self, sale: &LiveSale, purchase: Purchase) -> ApiResult<Receipt> {
+    async fn reserve(&self, sale: &LiveSale, purchase: Purchase) -> Decided<Receipt> {
         let call = self.breaker.call().map_err(|_| {
-            ApiError::unavailable("the stock authority keeps failing; nothing was reserved")
+            Refusal::Unavailable("the stock authority keeps failing; nothing was reserved")
         })?;
         let order_id = OrderId::generate();
         let request = ReserveRequest {
@@ -230,7 +173,7 @@ impl Cluster {
             AuthorityError::Unconfirmed(short) => {
                 self.unconfirmed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(sale = %sale.sale.id, %short, "purchase answered 503 although Redis reserved it: the durability wait fell short");
-                ApiError::unavailable(
+                Refusal::Unavailable(
                     "reserved, but not yet as durable as promised: the reservation may stand; \
                      retry with the same Idempotency-Key to get it",
                 )
@@ -239,7 +182,7 @@ impl Cluster {
                 tracing::warn!(sale = %sale.sale.id, %error, "purchase refused: Redis failed");
                 // Not "nothing was reserved": a call that timed out may have
                 // run in Redis all the same.
-                ApiError::unavailable("the stock authority is unavailable")
+                Refusal::Unavailable("the stock authority is unavailable")
             }
         })?;
         if let Some(remaining) = outcome.remaining() {
@@ -263,24 +206,24 @@ impl Cluster {
                     expires_at,
                 });
             }
-            ReserveOutcome::LimitReached { .. } => ApiError::limit_reached(),
-            ReserveOutcome::SoldOut { .. } => ApiError::sold_out(),
-            ReserveOutcome::NotStarted { .. } => ApiError::not_started(),
-            ReserveOutcome::Ended { .. } => ApiError::ended(),
+            ReserveOutcome::LimitReached { .. } => Refusal::LimitReached,
+            ReserveOutcome::SoldOut { .. } => Refusal::SoldOut,
+            ReserveOutcome::NotStarted { .. } => Refusal::NotStarted,
+            ReserveOutcome::Ended { .. } => Refusal::Ended,
             ReserveOutcome::UnknownSale | ReserveOutcome::Unverified => {
                 self.fenced(sale);
-                ApiError::unavailable(crate::routes::sales::UNDER_REPAIR)
+                Refusal::UnderRepair
             }
         };
         Err(refusal)
     }
 
     /// Starts following the stock messages and the once-a-second refresh.
-    pub(crate) fn spawn(self: &Arc<Self>, app: App) -> Vec<JoinHandle<()>> {
-        let app_for_repairs = Arc::clone(&app);
+    fn spawn(self: &Arc<Self>, market: Arc<Market>) -> Vec<JoinHandle<()>> {
+        let market_for_repairs = Arc::clone(&market);
         let follower = tokio::spawn({
-            let (cluster, app) = (Arc::clone(self), Arc::clone(&app));
-            async move { cluster.follow_events(&app).await }
+            let (cluster, market) = (Arc::clone(self), Arc::clone(&market));
+            async move { cluster.follow_events(&market).await }
         });
         let refresher = tokio::spawn({
             let cluster = Arc::clone(self);
@@ -289,7 +232,7 @@ impl Cluster {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    cluster.refresh(&app).await;
+                    cluster.refresh(&market).await;
                 }
             }
         });
@@ -314,7 +257,7 @@ impl Cluster {
         });
         let repairer = tokio::spawn({
             let cluster = Arc::clone(self);
-            async move { cluster.repair_fenced(&app_for_repairs).await }
+            async move { cluster.repair_fenced(&market_for_repairs).await }
         });
         vec![follower, refresher, releaser, repairer]
     }
@@ -340,7 +283,7 @@ impl Cluster {
     /// reconcile repair; a sale whose fence stays (Redis restarted again,
     /// or it holds fewer units than the orders and no order explains it)
     /// is tried again.
-    async fn repair_fenced(self: &Arc<Self>, app: &AppState) {
+    async fn repair_fenced(self: &Arc<Self>, market: &Market) {
         let Some(mut queue) = self
             .repair_queue
             .lock()
@@ -370,7 +313,7 @@ impl Cluster {
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .remove(&sale_id);
-                if let Some(sale) = app.market.get(sale_id.as_str()) {
+                if let Some(sale) = market.get(sale_id.as_str()) {
                     self.reopen(&sale).await;
                 }
             } else {
@@ -393,7 +336,7 @@ impl Cluster {
 
     /// Stops the consumers (their unacknowledged entries go to the other
     /// nodes) and leaves the live nodes, so the others' quotas grow at once.
-    pub(crate) async fn leave(&self) {
+    async fn leave(&self) {
         let consumers = std::mem::take(
             &mut *self
                 .consumers
@@ -415,23 +358,23 @@ impl Cluster {
 
     /// Sold out: the view drops to zero at once. Restock, or messages that
     /// may have been missed: the views are read again.
-    async fn follow_events(&self, app: &AppState) {
+    async fn follow_events(&self, market: &Market) {
         let mut events = self.authority.events();
         while let Some(event) = events.next().await {
             self.quotas.apply(&event);
             match event {
                 StockEvent::SoldOut(sale_id) => {
-                    if let Some(sale) = app.market.get(sale_id.as_str()) {
+                    if let Some(sale) = market.get(sale_id.as_str()) {
                         sale.stock.set(0);
                     }
                 }
                 StockEvent::Restock(sale_id) => {
-                    if let Some(sale) = app.market.get(sale_id.as_str()) {
+                    if let Some(sale) = market.get(sale_id.as_str()) {
                         self.read_view(&sale).await;
                     }
                 }
                 StockEvent::Resync => {
-                    for sale in app.market.all() {
+                    for sale in market.all() {
                         self.read_view(&sale).await;
                     }
                 }
@@ -441,20 +384,20 @@ impl Cluster {
 
     /// Adopts sales created elsewhere, keeps a consumer on every sale,
     /// reads the views, and counts settled units for metrics.
-    async fn refresh(&self, app: &AppState) {
-        match app.market.store().load().await {
+    async fn refresh(&self, market: &Market) {
+        match market.store().load().await {
             Ok(snapshot) => {
                 for sale in snapshot.sales {
-                    app.market.adopt(sale);
+                    market.adopt(sale);
                 }
             }
             Err(error) => tracing::warn!(%error, "could not list the sales"),
         }
-        for sale in app.market.all() {
+        for sale in market.all() {
             self.keep_consuming(&sale.sale.id);
             self.check_fence(&sale).await;
         }
-        if let Err(error) = app.market.count_settled().await {
+        if let Err(error) = market.count_settled().await {
             tracing::debug!(%error, "could not count settled units");
         }
     }
@@ -511,5 +454,28 @@ impl Cluster {
             }
             Err(error) => tracing::warn!(sale = %sale_id, %error, "could not start a consumer"),
         }
+    }
+}
+
+#[async_trait]
+impl StockAuthority for Cluster {
+    async fn purchase(&self, sale: &LiveSale, purchase: Purchase) -> Decided<Receipt> {
+        self.reserve(sale, purchase).await
+    }
+
+    fn clock(&self) -> Arc<dyn RemoteClock> {
+        Arc::clone(self.authority.clock()) as Arc<dyn RemoteClock>
+    }
+
+    fn start(self: Arc<Self>, market: Arc<Market>) -> Vec<JoinHandle<()>> {
+        self.spawn(market)
+    }
+
+    async fn stop(&self) {
+        self.leave().await;
+    }
+
+    fn unconfirmed(&self) -> u64 {
+        self.unconfirmed()
     }
 }

@@ -1,33 +1,47 @@
 //! The market: every sale in memory with its live stock and its buyers.
 //! This is where a purchase is decided; the store only makes the decision
 //! durable. Rebuilt at start from the store's orders, never from a cached
-//! count (I1, I3). In cluster mode Redis decides instead ([`Cluster`]) and
-//! each sale's stock in memory is a view of Redis' count.
+//! count. In cluster mode a [`StockAuthority`] decides instead and each
+//! sale's stock in memory is a view of its count.
 
 mod live_sale;
+mod orders;
 mod purchase;
 
 pub use live_sale::{LiveSale, SaleUnits};
-pub use purchase::{Purchase, Receipt};
+pub use purchase::Purchase;
+pub use seckill_core::Receipt;
 
+use crate::authority::StockAuthority;
 use crate::clock::Clock;
-use crate::cluster::Cluster;
-use crate::error::ApiResult;
-use crate::prebuilt::CachedJson;
-use bytes::Bytes;
+use crate::refusal::Decided;
+use crate::{ReleasedUnits, Snapshot, Store, StoreResult};
+use metrics::Counter;
 use seckill_core::{NewSale, Sale, SaleId};
-use seckill_engine::{ReleasedUnits, Snapshot, Store, StoreResult};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub struct Market {
     sales: RwLock<Sales>,
-    /// `GET /api/v1/sales`, serialized once per change.
-    listing: RwLock<Arc<CachedJson>>,
+    /// Bumped whenever a sale opens, so that views of the list know to
+    /// rebuild.
+    generation: AtomicU64,
     store: Arc<dyn Store>,
-    /// Set in cluster mode: purchases go to Redis.
-    cluster: Option<Arc<Cluster>>,
-    /// This process' clock, or in cluster mode Redis'.
+    /// Set in cluster mode: purchases go to it.
+    authority: Option<Arc<dyn StockAuthority>>,
+    /// This process' clock, or the authority's.
     clock: Clock,
+    /// Set once the first expiry sweep is done: until then, units of orders
+    /// that expired while the engine was stopped are not back on sale.
+    swept_once: AtomicBool,
+    counters: Counters,
+}
+
+/// The order lifecycle's counters (`seckill_orders_*_total`).
+struct Counters {
+    paid: Counter,
+    cancelled: Counter,
+    expired: Counter,
 }
 
 /// Every sale by id. Hashed with foldhash, not SipHash: looking a sale up
@@ -35,25 +49,13 @@ pub struct Market {
 /// map needs no defence against a crowd choosing colliding ones.
 type Sales = foldhash::HashMap<SaleId, Arc<LiveSale>>;
 
-/// The list changes only when a sale is created: caches may keep it a few
-/// seconds and revalidate with its ETag.
-const LISTING_CACHE_CONTROL: &str = "public, max-age=5";
-
-/// Every sale, oldest first, as served by `GET /api/v1/sales`.
-fn listing_of(sales: &Sales) -> CachedJson {
-    let mut sales: Vec<&Sale> = sales.values().map(|live| &live.sale).collect();
-    sales.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-    let json = Bytes::from(serde_json::to_vec(&sales).expect("sales serialize"));
-    CachedJson::new(json, LISTING_CACHE_CONTROL)
-}
-
 impl Market {
     /// Rebuilds every sale's stock, buyers and idempotency answers from the
     /// orders the store holds.
     pub fn restore(
         store: Arc<dyn Store>,
         snapshot: Snapshot,
-        cluster: Option<Arc<Cluster>>,
+        authority: Option<Arc<dyn StockAuthority>>,
     ) -> Self {
         let sales: Sales = snapshot
             .sales
@@ -77,20 +79,36 @@ impl Market {
             held,
             "stock rebuilt from the stored orders"
         );
-        let clock = cluster.as_ref().map_or(Clock::Local, |cluster| {
-            Clock::Authority(Arc::clone(cluster.clock()))
-        });
+        let clock = authority
+            .as_ref()
+            .map_or(Clock::Local, |authority| Clock::Remote(authority.clock()));
         Self {
-            listing: RwLock::new(Arc::new(listing_of(&sales))),
             sales: RwLock::new(sales),
+            generation: AtomicU64::new(0),
             store,
-            cluster,
+            authority,
             clock,
+            swept_once: AtomicBool::new(false),
+            counters: Counters {
+                paid: metrics::counter!("seckill_orders_paid_total"),
+                cancelled: metrics::counter!("seckill_orders_cancelled_total"),
+                expired: metrics::counter!("seckill_orders_expired_total"),
+            },
         }
     }
 
-    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
-        self.cluster.as_ref()
+    pub fn authority(&self) -> Option<&Arc<dyn StockAuthority>> {
+        self.authority.as_ref()
+    }
+
+    /// Whether the first expiry sweep has run.
+    pub fn swept_once(&self) -> bool {
+        self.swept_once.load(Ordering::Acquire)
+    }
+
+    /// Changes whenever a sale opens.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The clock sale phases and times are judged by (`crate::clock`).
@@ -110,16 +128,6 @@ impl Market {
             .cloned()
     }
 
-    /// Every sale as `GET /api/v1/sales` serves it.
-    pub fn listing(&self) -> Arc<CachedJson> {
-        Arc::clone(
-            &self
-                .listing
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
-    }
-
     /// Every sale, oldest first.
     pub fn all(&self) -> Vec<Arc<LiveSale>> {
         let mut all: Vec<_> = self
@@ -134,7 +142,7 @@ impl Market {
     }
 
     /// Validates, stores durably, then opens the sale in memory.
-    pub async fn create_sale(&self, new_sale: NewSale) -> ApiResult<Arc<LiveSale>> {
+    pub async fn create_sale(&self, new_sale: NewSale) -> Decided<Arc<LiveSale>> {
         let sale = new_sale.validate(SaleId::generate(), self.clock.now())?;
         self.store.create_sale(&sale).await?;
         Ok(self.adopt(sale))
@@ -155,11 +163,7 @@ impl Market {
                 .entry(sale.id.clone())
                 .or_insert_with(|| Arc::new(LiveSale::new(sale))),
         );
-        // Under the sales' lock, so that listings are replaced in order.
-        *self
-            .listing
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(listing_of(&sales));
+        self.generation.fetch_add(1, Ordering::AcqRel);
         live
     }
 
@@ -171,20 +175,6 @@ impl Market {
             sale.restore_settled(&units);
         }
         Ok(())
-    }
-
-    /// Puts the units of an expired order back on sale.
-    pub fn expired(&self, released: &ReleasedUnits) {
-        if let Some(sale) = self.sale_of(released) {
-            sale.expired(&released.user_id, released.quantity);
-        }
-    }
-
-    /// Puts the units of a cancelled order back on sale.
-    pub fn cancelled(&self, released: &ReleasedUnits) {
-        if let Some(sale) = self.sale_of(released) {
-            sale.cancelled(&released.user_id, released.quantity);
-        }
     }
 
     fn sale_of(&self, released: &ReleasedUnits) -> Option<Arc<LiveSale>> {
