@@ -5,6 +5,7 @@ use seckill_cluster::node::{Cluster, ClusterConfig, JoinError};
 use seckill_engine::StoreError;
 use seckill_http::waiting::Waiting;
 use seckill_http::{OpenError, Server, ServerConfig};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a node could not open.
@@ -30,22 +31,24 @@ pub async fn open_node(
     config: ServerConfig,
     cluster: ClusterConfig,
     waiting: &Waiting,
-) -> Result<Server, OpenNodeError> {
+) -> Result<(Server, Arc<Cluster>), OpenNodeError> {
     let mut delay = JOIN_RETRY_FIRST;
     loop {
         let reason = match Cluster::join(cluster.clone()).await {
-            Ok((node, store)) => match Server::open(config.clone(), store, Some(node)).await {
-                Ok(server) => {
-                    if delay > JOIN_RETRY_FIRST {
-                        tracing::info!("the cluster's services are reachable: serving");
+            Ok((node, store)) => {
+                match Server::open(config.clone(), store, Some(node.clone())).await {
+                    Ok(server) => {
+                        if delay > JOIN_RETRY_FIRST {
+                            tracing::info!("the cluster's services are reachable: serving");
+                        }
+                        return Ok((server, node));
                     }
-                    return Ok(server);
+                    Err(OpenError::Store(StoreError::Unavailable(error))) => {
+                        format!("the order database: {error}")
+                    }
+                    Err(error) => return Err(error.into()),
                 }
-                Err(OpenError::Store(StoreError::Unavailable(error))) => {
-                    format!("the order database: {error}")
-                }
-                Err(error) => return Err(error.into()),
-            },
+            }
             Err(error) if error.is_transient() => error.to_string(),
             Err(error) => return Err(error.into()),
         };

@@ -7,7 +7,7 @@ use crate::secrets::{self, ADMIN_TOKEN_FILE, JWT_SECRET_FILE};
 use anyhow::{Context, Result};
 use clap::Args;
 use seckill_cluster::authority::{AuthorityConfig, Durability};
-use seckill_cluster::node::ClusterConfig;
+use seckill_cluster::node::{Cluster, ClusterConfig};
 use seckill_engine::breaker::{BreakerRules, DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN_MS};
 use seckill_http::auth::{JwtKey, JwtRules};
 use seckill_http::dashboard::{DEFAULT_MAX_STREAMS, DashboardRules};
@@ -358,22 +358,21 @@ async fn serve(args: ServeArgs, resolved: Resolved) -> Result<()> {
         }
         println!("data in {}", data_dir.display());
     };
-    let server = match cluster {
-        Some(cluster) => {
-            // Listening first: the node answers (not ready) while it waits.
-            started();
-            match join_cluster(&listener, cluster, config).await? {
-                Some(server) => server,
-                None => return Ok(()),
-            }
-        }
-        None => {
-            let server = open_server(&data_dir, config).await?;
-            started();
-            server
-        }
+    let Some(cluster) = cluster else {
+        let server = open_server(&data_dir, config).await?;
+        started();
+        server.serve(listener, shutdown_signal()).await;
+        return Ok(());
     };
+    // Listening first: the node answers (not ready) while it waits.
+    started();
+    let Some((server, node)) = join_cluster(&listener, cluster, config).await? else {
+        return Ok(());
+    };
+    let upkeep = node.start(Arc::clone(server.market()));
     server.serve(listener, shutdown_signal()).await;
+    upkeep.iter().for_each(tokio::task::JoinHandle::abort);
+    node.leave().await;
     Ok(())
 }
 
@@ -394,13 +393,13 @@ async fn join_cluster(
     listener: &tokio::net::TcpListener,
     cluster: ClusterConfig,
     config: ServerConfig,
-) -> Result<Option<Server>> {
+) -> Result<Option<(Server, Arc<Cluster>)>> {
     let waiting = Arc::new(Waiting::default());
     let tls = config.tls.clone();
     let opening = node::open_node(config, cluster, &waiting);
     tokio::select! {
-        server = waiting::answer_until(listener, tls, Arc::clone(&waiting), opening) => {
-            Ok(Some(server?))
+        opened = waiting::answer_until(listener, tls, Arc::clone(&waiting), opening) => {
+            Ok(Some(opened?))
         }
         () = shutdown_signal() => Ok(None),
     }

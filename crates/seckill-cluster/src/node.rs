@@ -218,8 +218,10 @@ impl Cluster {
         Err(refusal)
     }
 
-    /// Starts following the stock messages and the once-a-second refresh.
-    fn spawn(self: &Arc<Self>, market: Arc<Market>) -> Vec<JoinHandle<()>> {
+    /// Starts keeping `market` up to date (the views, the sales other nodes
+    /// create, repairs after a Redis restart); abort the tasks at shutdown,
+    /// then [`Self::leave`].
+    pub fn start(self: &Arc<Self>, market: Arc<Market>) -> Vec<JoinHandle<()>> {
         let market_for_repairs = Arc::clone(&market);
         let follower = tokio::spawn({
             let (cluster, market) = (Arc::clone(self), Arc::clone(&market));
@@ -336,7 +338,7 @@ impl Cluster {
 
     /// Stops the consumers (their unacknowledged entries go to the other
     /// nodes) and leaves the live nodes, so the others' quotas grow at once.
-    async fn leave(&self) {
+    pub async fn leave(&self) {
         let consumers = std::mem::take(
             &mut *self
                 .consumers
@@ -465,14 +467,6 @@ impl StockAuthority for Cluster {
 
     fn clock(&self) -> Arc<dyn RemoteClock> {
         Arc::clone(self.authority.clock()) as Arc<dyn RemoteClock>
-    }
-
-    fn start(self: Arc<Self>, market: Arc<Market>) -> Vec<JoinHandle<()>> {
-        self.spawn(market)
-    }
-
-    async fn stop(&self) {
-        self.leave().await;
     }
 
     fn unconfirmed(&self) -> u64 {

@@ -5,7 +5,7 @@
 pub mod error;
 pub mod ids;
 pub mod order;
-pub mod receipt;
+pub mod purchase;
 pub mod sale;
 pub mod stock;
 pub mod text;
@@ -14,7 +14,7 @@ pub mod time;
 pub use error::{ErrorCode, FieldError};
 pub use ids::{OrderId, SaleId, UserId};
 pub use order::{Order, OrderStatus};
-pub use receipt::Receipt;
+pub use purchase::{Purchase, Receipt};
 pub use sale::{NewSale, Sale, SalePhase, StockState};
 pub use stock::Stock;
 pub use time::Timestamp;

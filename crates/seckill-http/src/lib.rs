@@ -37,7 +37,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 /// What the engine needs beyond its store.
 #[derive(Clone)]
@@ -128,6 +127,11 @@ impl Server {
         })
     }
 
+    /// The engine this server answers for.
+    pub fn market(&self) -> &Arc<Market> {
+        &self.app.market
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, lets
     /// in-flight requests finish and flushes the store's writer.
     pub async fn serve(
@@ -142,12 +146,6 @@ impl Server {
             .local_addr()
             .map_or_else(|_| "this engine".to_string(), |address| address.to_string());
         let sampler = dashboard::spawn(Arc::clone(&self.app), node);
-        let authority_tasks = self
-            .app
-            .market
-            .authority()
-            .map(|authority| Arc::clone(authority).start(Arc::clone(&self.app.market)))
-            .unwrap_or_default();
         let app = Arc::clone(&self.app);
         http1::serve(
             listener,
@@ -167,10 +165,6 @@ impl Server {
         }
         evictor.abort();
         sampler.abort();
-        authority_tasks.iter().for_each(JoinHandle::abort);
-        if let Some(authority) = self.app.market.authority() {
-            authority.stop().await;
-        }
         self.app.market.store().close().await;
         tracing::info!("stopped; every acknowledged write is committed");
     }

@@ -1,13 +1,27 @@
 //! One sale in memory: its immutable description, its stock counter and
 //! its buyers.
 
-use super::purchase::{SharedOutcome, receipt_of};
+use crate::refusal::Decided;
 use crate::{Reservation, UnitsByStatus};
 use dashmap::DashMap;
 use futures::FutureExt;
-use seckill_core::{Sale, Stock, UserId};
+use futures::future::{BoxFuture, Shared};
+use seckill_core::{OrderStatus, Receipt, Sale, Stock, UserId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// The answer to an Idempotency-Key: every retry awaits the same one.
+pub(super) type SharedOutcome = Shared<BoxFuture<'static, Decided<Receipt>>>;
+
+/// The answer to a reservation the store holds.
+pub(super) fn receipt_of(reservation: &Reservation) -> Receipt {
+    Receipt {
+        order_id: reservation.order_id.clone(),
+        sale_id: reservation.sale_id.clone(),
+        status: OrderStatus::PendingPayment,
+        expires_at: reservation.expires_at,
+    }
+}
 
 pub struct LiveSale {
     pub sale: Sale,

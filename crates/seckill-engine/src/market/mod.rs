@@ -4,13 +4,12 @@
 //! count. In cluster mode a [`StockAuthority`] decides instead and each
 //! sale's stock in memory is a view of its count.
 
-mod live_sale;
+pub(crate) mod live_sale;
 mod orders;
 mod purchase;
 
 pub use live_sale::{LiveSale, SaleUnits};
-pub use purchase::Purchase;
-pub use seckill_core::Receipt;
+pub use seckill_core::{Purchase, Receipt};
 
 use crate::authority::StockAuthority;
 use crate::clock::Clock;

@@ -2,36 +2,17 @@
 //! stock, the Idempotency-Key; then waiting for the store to make the
 //! reservation durable before anyone is told it succeeded (I2).
 
+use super::live_sale::receipt_of;
 use super::{LiveSale, Market};
 use crate::refusal::{Decided, Refusal};
 use crate::{CommitTicket, Reservation, StoreError, StoreResult};
 use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
-use seckill_core::{OrderId, OrderStatus, Receipt, SalePhase, Timestamp, UserId};
+use futures::future::BoxFuture;
+use seckill_core::{OrderId, Purchase, Receipt, SalePhase, Timestamp, UserId};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-
-/// A purchase request that passed the cheap checks and authentication.
-pub struct Purchase {
-    pub user: UserId,
-    pub quantity: u64,
-    pub idempotency_key: Option<String>,
-}
-
-/// The answer to a reservation the store holds.
-pub(super) fn receipt_of(reservation: &Reservation) -> Receipt {
-    Receipt {
-        order_id: reservation.order_id.clone(),
-        sale_id: reservation.sale_id.clone(),
-        status: OrderStatus::PendingPayment,
-        expires_at: reservation.expires_at,
-    }
-}
-
-/// The answer to an Idempotency-Key: every retry awaits the same one.
-pub(super) type SharedOutcome = Shared<BoxFuture<'static, Decided<Receipt>>>;
 
 impl Market {
     /// Reserves `purchase.quantity` units of `sale` for the buyer, durably:
