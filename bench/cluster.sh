@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Cluster mode, measured: three `seckill serve` nodes on a Redis of their
 # own and PostgreSQL (a schema of its own), nginx in front — the layout of
-# the README's "Running a cluster" — against the hyper ceiling server of
-# ../shared/bench and an embedded engine, in the same run:
+# docs/cluster.md — against the hyper ceiling server ($PEERS/ceiling-rust)
+# and an embedded engine, in the same run:
 #
 #   ceiling            GET /buy/ticket on ceiling-rust: before and after
 #   embedded_sold_out  the sold-out purchase answer of an embedded engine
@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PEERS=${PEERS:-$ROOT/../shared/bench}
+PEERS=${PEERS:-}
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-100}
 STOCK=${STOCK:-50000}

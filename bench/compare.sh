@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# seckill against its peers of ../shared/bench, driven by the same
+# seckill against its peers in $PEERS (the hyper ceiling server in
+# ceiling-rust/, a Go peer in peer-go/), driven by the same
 # generator (`seckill bench`) in one run, quoted as ratios to the hyper
 # ceiling server (the machine is shared and noisy: compare within a run).
 #
@@ -24,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PEERS=${PEERS:-$ROOT/../shared/bench}
+PEERS=${PEERS:-}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-100}
 RUSH_USERS=${RUSH_USERS:-1000000}

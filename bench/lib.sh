@@ -40,9 +40,11 @@ bench() {
 }
 
 # build: the release seckill (SECKILL, where cargo puts it) and the hyper
-# ceiling server of $PEERS, built into $CEILING_TARGET so that nothing is
-# written under ../shared (CEILING).
+# ceiling server of $PEERS (a hello-world server kept outside this
+# repository: PEERS names its directory), built into $CEILING_TARGET so
+# that nothing is written under $PEERS (CEILING).
 build() {
+    [ -n "$PEERS" ] || { echo "$SCRIPT: set PEERS to the directory that holds ceiling-rust/" >&2; exit 2; }
     [ -d "$PEERS/ceiling-rust" ] || { echo "$SCRIPT: no ceiling server at $PEERS/ceiling-rust (set PEERS)" >&2; exit 2; }
     local ceiling_target=${CEILING_TARGET:-${TMPDIR:-/tmp}/seckill-ceiling-target}
     echo "building (release)..."

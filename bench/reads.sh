@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The cached reads, quoted as ratios to the hyper ceiling server of
-# ../shared/bench in the same run, all driven by `seckill bench`:
+# The cached reads, quoted as ratios to the hyper ceiling server
+# ($PEERS/ceiling-rust) in the same run, all driven by `seckill bench`:
 #
 #   ceiling   GET /buy/ticket on ceiling-rust (hyper): measured between
 #             every two rows; a row's ratio uses the mean of the two
@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PEERS=${PEERS:-$ROOT/../shared/bench}
+PEERS=${PEERS:-}
 DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-100}

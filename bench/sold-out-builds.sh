@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The sold-out purchase (no Idempotency-Key) of two seckill builds, quoted
-# as ratios to the hyper ceiling server of ../shared/bench in the same run:
+# as ratios to the hyper ceiling server ($PEERS/ceiling-rust) in the same run:
 # what a change costs the crowd's answer. Both builds serve a sold-out sale
 # at once; the rows run in ROUNDS interleaved rounds (bench/lib.sh), each
 # against the ceilings measured either side of it.
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PEERS=${PEERS:-$ROOT/../shared/bench}
+PEERS=${PEERS:-}
 DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-5}
 CONNECTIONS=${CONNECTIONS:-100}

@@ -99,7 +99,7 @@ impl Api {
         self.json(&Request::get(&path, admin.as_deref())).await
     }
 
-    /// Creates a sale from an API.md create body; needs the admin token.
+    /// Creates a sale from a `POST /api/v1/sales` body; needs the admin token.
     pub async fn create_sale(&mut self, body: &serde_json::Value) -> Result<Sale> {
         let body = serde_json::to_vec(body)?;
         let admin = self.admin.clone();

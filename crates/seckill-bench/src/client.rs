@@ -1,10 +1,8 @@
 //! One keep-alive HTTP/1.1 connection per simulated client, as wrk keeps
 //! it: the request is written straight to the socket and the answer parsed
 //! in place with httparse. Hand-rolled because it is the generator's hot
-//! path and the generator must not be the bottleneck: against the ceiling
-//! server, 100 connections, four alternating 5 s rounds in one run, wrk
-//! averaged 81k req/s, this client 82k, and hyper's connection-level client
-//! (a dispatcher task and channels per request) 71k. A failed request is
+//! path and must not be the bottleneck; hyper's client adds a task and
+//! channels per request (figures: bench/RESULTS.md). A failed request is
 //! counted by the caller, the connection dropped and opened again.
 
 use anyhow::{Context, Result, bail};

@@ -10,7 +10,8 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
-/// How long the stock endpoint may lag behind the report (API.md: one second).
+/// How long the stock endpoint may lag behind the report (it may lag by up
+/// to a second).
 const STOCK_LAG: Duration = Duration::from_secs(2);
 /// Connections used to read back the reserved orders.
 const READ_BACK_CONNECTIONS: usize = 16;

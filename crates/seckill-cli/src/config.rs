@@ -1,5 +1,6 @@
 //! Configuration: a TOML file (`--config`), then `SECKILL_*` environment
-//! variables, then flags; the later wins (API.md fixes the names).
+//! variables, then flags; the later wins. The names are an interface:
+//! operators' scripts and files depend on them.
 
 use anyhow::{Context, Result};
 use clap::Args;

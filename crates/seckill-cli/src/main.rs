@@ -16,8 +16,7 @@ mod token;
 use clap::{Parser, Subcommand};
 
 /// mimalloc instead of the system allocator: a reservation allocates and
-/// frees across threads, where glibc's malloc spent a tenth of the CPU
-/// (measured with `bench/run.sh` and perf).
+/// frees across threads, which glibc's malloc does slowly.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

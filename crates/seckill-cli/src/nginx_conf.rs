@@ -21,7 +21,7 @@ const MAX_WEIGHT: u32 = 1000;
 /// The name of the upstream block and its shared-memory zone.
 const UPSTREAM: &str = "seckill";
 
-/// The purchase route (API.md); the only one `limit_req` applies to.
+/// The purchase route; the only one `limit_req` applies to.
 const PURCHASE_LOCATION: &str = "~ ^/api/v1/sales/[^/]+/purchase$";
 
 #[derive(Args)]

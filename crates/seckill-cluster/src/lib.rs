@@ -1,6 +1,5 @@
-//! Cluster mode (DESIGN.md, "Cluster mode"): many `seckill serve` nodes
-//! behind nginx share one stock through Redis, and orders live in
-//! PostgreSQL or MySQL/MariaDB.
+//! Cluster mode: many `seckill serve` nodes behind nginx share one stock
+//! through Redis, and orders live in PostgreSQL or MySQL/MariaDB.
 //!
 //! The Redis data model, one sale's keys sharing the hash tag `{SALE_ID}`
 //! so that a Redis Cluster keeps them on one shard:

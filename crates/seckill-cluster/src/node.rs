@@ -1,7 +1,7 @@
-//! This engine as one node of a cluster (DESIGN.md, "Cluster mode"): Redis
-//! decides every purchase, through this node's quota; the database holds
-//! the orders ([`ClusterStore`]), written by the stream consumers this node
-//! runs, one per sale.
+//! This engine as one node of a cluster: Redis decides every purchase,
+//! through this node's quota; the database holds the orders
+//! ([`ClusterStore`]), written by the stream consumers this node runs, one
+//! per sale.
 //!
 //! Memory keeps each sale's stock only as a **view** of Redis' count: set
 //! from every answer Redis gives, from the sold-out and restock messages,

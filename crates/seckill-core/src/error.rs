@@ -1,5 +1,5 @@
-//! The stable, machine-readable error codes of the API (API.md). Their HTTP
-//! statuses are the server's business; the codes are the contract.
+//! The stable, machine-readable error codes of the API. Their HTTP statuses
+//! are the server's business; the codes are the contract.
 
 use std::fmt;
 

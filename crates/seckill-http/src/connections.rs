@@ -1,9 +1,7 @@
 //! The open connections, watched together: the time limit on sending a
-//! request's head, and the graceful drain at shutdown. hyper's own head
-//! timer (a sleep made, polled and dropped for every request) and
-//! hyper-util's `GracefulShutdown` (a watch channel polled every time a
-//! connection wakes) took about 1,060 of the 11,580 instructions of a
-//! cached sale read (callgrind, ARCHITECTURE.md "Cached reads, measured").
+//! request's head, and the graceful drain at shutdown, instead of hyper's
+//! head timer (a sleep per request) and hyper-util's `GracefulShutdown` (a
+//! watch polled at every wake-up), which were paid per request.
 //! Here a connection only counts the heads it reads; one task looks at all
 //! of them a few times per time limit ([`Connections::watch`]), and the
 //! drain is a flag that each connection reads when it wakes.

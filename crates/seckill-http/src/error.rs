@@ -1,5 +1,5 @@
 //! The API's error answer: an HTTP status and
-//! `{"error": {"code": "...", "message": "..."}}` (API.md).
+//! `{"error": {"code": "...", "message": "..."}}`.
 
 use crate::prebuilt::{self, JSON_HEADERS};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

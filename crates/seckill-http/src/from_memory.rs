@@ -2,11 +2,10 @@
 //! nothing awaited: the crowd's purchase of a sale that is sold out (or
 //! unknown, not started, ended), the sale itself, its live stock and the
 //! list of sales. They need no future, no task-local scope, no time limit
-//! and no router: all of that per request
-//! cost the sold-out answer a quarter of its throughput (ARCHITECTURE.md,
-//! "Request metrics, measured"). Anything else, or anything these cannot
-//! finish, goes the long way: a purchase that triage leaves to the market
-//! (an open sale, or a keyed retry) takes the sale that triage found along.
+//! and no router, which would be most of their cost. Anything else, or
+//! anything these cannot finish, goes the long way: a purchase that triage
+//! leaves to the market (an open sale, or a keyed retry) takes the sale
+//! that triage found along.
 
 use crate::App;
 use crate::error::{ApiResult, canned};

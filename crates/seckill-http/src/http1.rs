@@ -1,11 +1,8 @@
 //! The accept loop: plain HTTP/1.1 connections served by hyper, with
 //! `TCP_NODELAY`, and a graceful drain. Hand-rolled instead of
-//! `axum::serve` for two measured reasons: that one sniffs every connection
-//! for HTTP/2 (0.93× the requests/s of plain hyper on the same handler),
-//! and purchases — the crowd's request — are handed to their handler here
-//! without going through the router (sold-out answers went from 0.76× to
-//! 1.0× of the ceiling server with `bench/run.sh`). Flash-sale clients and
-//! balancers speak HTTP/1.1.
+//! `axum::serve`, which sniffs every connection for HTTP/2, so that
+//! purchases — the crowd's request — reach their handler without the
+//! router. Flash-sale clients and balancers speak HTTP/1.1.
 
 use crate::App;
 use crate::client_body::ClientBody;

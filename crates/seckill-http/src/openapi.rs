@@ -1,4 +1,4 @@
-//! The OpenAPI 3 document of API.md, served at `GET /api/v1/openapi.json`.
+//! The OpenAPI 3 document of the API, served at `GET /api/v1/openapi.json`.
 //! It is generated from the code — the handlers' `#[utoipa::path]`
 //! annotations, the request and response types, and the error codes with
 //! the statuses [`status_of`] gives them — so it cannot drift from what the

@@ -1,10 +1,9 @@
 //! One slot per thread for what every request adds to and only a reader
 //! (a scrape, the once-a-second samplers) sums: each worker thread writes
 //! its own slot, on cache lines of its own, so counting a request moves no
-//! cache line between cores. A counter shared by the two cores of this
-//! machine moved its line on every request. Threads take slots in turn;
-//! past [`SLOTS`] threads share one, which stays correct (a slot is atomic
-//! or locked), only slower.
+//! cache line between cores, as one shared counter would on every request.
+//! Threads take slots in turn; past [`SLOTS`] threads share one, which
+//! stays correct (a slot is atomic or locked), only slower.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

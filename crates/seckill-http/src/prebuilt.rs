@@ -1,9 +1,6 @@
 //! Answers assembled from parts made once: a JSON body and a header map
-//! that is cloned, not built. Building the headers per request (each one
-//! hashed into a fresh map, and axum's `IntoResponse` first setting a
-//! content type that the next step replaced) took about 1,800 of the
-//! 12,900 instructions of a sale read; cloning takes about 500
-//! (callgrind, ARCHITECTURE.md "Cached reads, measured").
+//! that is cloned, not built, since hashing each header into a fresh map
+//! per request is a large part of a cached read's cost.
 
 use crate::request_scope::REQUEST_ID_HEADER;
 use axum::body::Body;
@@ -81,8 +78,8 @@ impl CachedJson {
         response
     }
 
-    /// Compared as bytes: an ETag is ASCII, and checking that it is first
-    /// took about 120 instructions of every read, `If-None-Match` or not.
+    /// Compared as bytes: an ETag is ASCII, so checking that it is a string
+    /// first would cost every read, `If-None-Match` or not.
     fn is_named_by(&self, request: &HeaderMap) -> bool {
         let etag = self.etag.as_bytes();
         request
@@ -97,10 +94,9 @@ impl CachedJson {
     }
 }
 
-/// Fills the request id's slot, found by walking the map's few entries:
-/// replacing it by name, which hashes `x-request-id`, cost about 210
-/// instructions more. An answer built elsewhere, without the slot, gets
-/// the header added.
+/// Fills the request id's slot, found by walking the map's few entries,
+/// which is cheaper than hashing `x-request-id`. An answer built
+/// elsewhere, without the slot, gets the header added.
 pub fn set_request_id(headers: &mut HeaderMap, id: HeaderValue) {
     match headers
         .iter_mut()

@@ -66,8 +66,8 @@ impl SaleView {
     }
 
     /// `GET /api/v1/sales/{id}/stock`'s body (`routes::sales::StockView`):
-    /// the parts that never change serialized once, the count and the state
-    /// written between them.
+    /// the parts that never change serialized once, the live count written
+    /// between them with `itoa`: the crowd polls it, so it does no serde.
     pub fn stock_json(&self, remaining: u64, state: StockState) -> Bytes {
         let tail = state_tail(state);
         let mut json = BytesMut::with_capacity(self.stock_json_head.len() + 20 + tail.len());

@@ -16,7 +16,7 @@ use crate::route::Route;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU8, Ordering};
 
-/// The levels of API.md, from everything served to nearly nothing.
+/// The degrade levels, from everything served to nearly nothing.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
 )]

@@ -38,8 +38,8 @@ use tokio::task::JoinHandle;
 
 /// How often idle keys are evicted.
 pub const EVICT_EVERY: Duration = Duration::from_secs(1);
-/// Keys one scope may hold at once: a full table took 35 MiB (see
-/// `tests/rate_limit_memory.rs`).
+/// Keys one scope may hold at once, so a flood of distinct clients has a
+/// bounded cost (`tests/rate_limit_memory.rs` checks a full table).
 pub const MAX_KEYS: usize = 1_000_000;
 
 pub const DEFAULT_USER_RATE: u32 = 10;

@@ -9,7 +9,7 @@ use http_body_util::LengthLimitError;
 use seckill_core::ErrorCode;
 use serde::de::DeserializeOwned;
 
-/// Largest request body accepted (API.md: 413 beyond it).
+/// Largest request body accepted (413 beyond it).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The one `{id}` segment of a route.

@@ -1,4 +1,4 @@
-//! The HTTP surface of API.md, route by route.
+//! The HTTP surface of the API, route by route.
 
 pub(crate) mod dashboard;
 pub mod extract;

@@ -15,8 +15,8 @@ use serde::Serialize;
 use std::sync::{Arc, LazyLock};
 use utoipa::ToSchema;
 
-/// The stock answer's headers: it may lag by up to a second (API.md); it is
-/// read from memory, never from the store.
+/// The stock answer's headers: it may lag by up to a second (caches may
+/// keep it that long); it is read from memory, never from the store.
 static STOCK_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
     prebuilt::headers([(
         header::CACHE_CONTROL,
