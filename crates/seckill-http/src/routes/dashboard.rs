@@ -36,7 +36,7 @@ pub struct TokenQuery {
     security((), ("dashboard_token" = [])),
     responses((status = 200, body = String,
     content_type = "text/html", description = "The live dashboard page."),
-    crate::openapi::DashboardPageErrors))]
+    crate::openapi::responses::DashboardPageErrors))]
 pub async fn page(
     State(app): State<App>,
     headers: HeaderMap,
@@ -59,7 +59,7 @@ pub async fn page(
     params(("asset" = String, Path, description = "`dashboard.js` or `dashboard.css`.")),
     responses((status = 200, description = "The asset.",
         content((String = "text/javascript"), (String = "text/css"))),
-        crate::openapi::DashboardAssetErrors))]
+        crate::openapi::responses::DashboardAssetErrors))]
 pub async fn asset(Path(name): Path<String>) -> Response {
     match name.as_str() {
         "dashboard.js" => asset_response("text/javascript; charset=utf-8", SCRIPT),
@@ -85,7 +85,7 @@ fn asset_response(content_type: &'static str, body: &'static str) -> Response {
     security((), ("dashboard_token" = [])),
     responses((status = 200, body = String, content_type = "text/event-stream",
         description = "Server-sent events: `history` once, then a `snapshot` every second."),
-        crate::openapi::DashboardEventsErrors))]
+        crate::openapi::responses::DashboardEventsErrors))]
 pub async fn events(
     State(app): State<App>,
     headers: HeaderMap,

@@ -34,7 +34,7 @@ pub fn router(app: App) -> Router {
             "/api/v1/admin/degrade",
             get(ops::degrade_level).post(ops::set_degrade_level),
         )
-        .route("/api/v1/openapi.json", get(ops::openapi))
+        .route("/api/v1/openapi.json", get(crate::openapi::serve))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

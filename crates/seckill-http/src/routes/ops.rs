@@ -28,7 +28,7 @@ pub async fn healthz() -> &'static str {
 /// with that reason itself (`crate::waiting`), and `/healthz` 200.
 #[utoipa::path(get, path = "/readyz",
     responses((status = 200, body = Object, description = "Ready: `{\"status\": \"ready\"}`."),
-        crate::openapi::ReadyzErrors))]
+        crate::openapi::responses::ReadyzErrors))]
 pub async fn readyz(State(app): State<App>) -> Response {
     let waiting_for = waiting_for(
         app.draining.load(Ordering::Acquire),
@@ -94,7 +94,7 @@ impl DegradeState {
 /// Reads the degrade level.
 #[utoipa::path(get, path = "/api/v1/admin/degrade", security(("admin_token" = [])),
     responses((status = 200, body = DegradeState, description = "The current levels."),
-        crate::openapi::DegradeErrors))]
+        crate::openapi::responses::DegradeErrors))]
 pub async fn degrade_level(
     State(app): State<App>,
     headers: HeaderMap,
@@ -107,7 +107,7 @@ pub async fn degrade_level(
 #[utoipa::path(post, path = "/api/v1/admin/degrade", security(("admin_token" = [])),
     request_body = DegradeRequest,
     responses((status = 200, body = DegradeState, description = "The levels after the switch."),
-        crate::openapi::SetDegradeErrors))]
+        crate::openapi::responses::SetDegradeErrors))]
 pub async fn set_degrade_level(
     State(app): State<App>,
     headers: HeaderMap,
@@ -119,20 +119,6 @@ pub async fn set_degrade_level(
         .ok_or_else(|| ApiError::bad_request("body: {\"level\": …} is required"))?;
     app.degrade.set(By::Operator, level);
     Ok(Json(DegradeState::of(&app.degrade)))
-}
-
-/// This document, generated from the code (`crate::openapi`).
-#[utoipa::path(get, path = "/api/v1/openapi.json",
-    responses((status = 200, body = Object, description = "The OpenAPI document of this API.")))]
-pub async fn openapi() -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        crate::openapi::document(),
-    )
-        .into_response()
 }
 
 pub async fn unknown_route() -> ApiError {

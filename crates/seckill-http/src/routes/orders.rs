@@ -3,7 +3,7 @@
 use super::extract::{Id, QueryParams, json_body};
 use crate::App;
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::{self, OrderPath};
+use crate::openapi::responses::{self, OrderPath};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 #[utoipa::path(get, path = "/api/v1/orders/{order_id}", operation_id = "get_order",
     params(OrderPath), security(("user_jwt" = [])), responses((status = 200, body = Order,
-        description = "The order; another user's is `not_found`."), openapi::OrderErrors))]
+        description = "The order; another user's is `not_found`."), responses::OrderErrors))]
 pub async fn get(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> ApiResult<Json<Order>> {
     let user = app.auth.user(&headers)?;
     Ok(Json(app.market.order(&order_id(&id)?, &user).await?))
@@ -32,7 +32,7 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/orders", operation_id = "list_orders",
     params(ListQuery), security(("user_jwt" = [])),
     responses((status = 200, body = Vec<Order>, description = "The caller's orders."),
-        openapi::ListOrdersErrors))]
+        responses::ListOrdersErrors))]
 pub async fn list(
     State(app): State<App>,
     QueryParams(query): QueryParams<ListQuery>,
@@ -59,7 +59,7 @@ pub struct PayBody {
 #[utoipa::path(post, path = "/api/v1/orders/{order_id}/pay", operation_id = "pay",
     params(OrderPath), security(("user_jwt" = [])), request_body = PayBody,
     responses((status = 200, body = Order, description = "The order, `paid`."),
-        openapi::PayErrors))]
+        responses::PayErrors))]
 pub async fn pay(
     State(app): State<App>,
     Id(id): Id,
@@ -79,7 +79,7 @@ pub async fn pay(
 #[utoipa::path(post, path = "/api/v1/orders/{order_id}/cancel", operation_id = "cancel",
     params(OrderPath), security(("user_jwt" = [])), responses((status = 200, body = Order,
         description = "The order, `cancelled`; its units are back on sale."),
-        openapi::CancelErrors))]
+        responses::CancelErrors))]
 pub async fn cancel(
     State(app): State<App>,
     Id(id): Id,

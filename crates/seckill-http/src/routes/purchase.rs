@@ -6,7 +6,7 @@ use super::extract::{Id, json_body};
 use super::sales;
 use crate::error::{ApiError, ApiResult, canned};
 
-use crate::openapi::{self, SalePath};
+use crate::openapi::responses::{self, SalePath};
 use crate::rate_limit::Limited;
 use crate::route::Route;
 use crate::sale_views::SaleView;
@@ -110,7 +110,7 @@ pub(crate) fn triage(app: &AppState, sale_id: &str, headers: &HeaderMap) -> Tria
                 parameters(("order_id" = "$response.body#/order_id")))),
             ("cancel" = (operation_id = "cancel",
                 parameters(("order_id" = "$response.body#/order_id")))))),
-        openapi::PurchaseErrors))]
+        responses::PurchaseErrors))]
 pub async fn purchase(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

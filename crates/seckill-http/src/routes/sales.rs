@@ -2,7 +2,7 @@
 
 use super::extract::{Id, json_body};
 use crate::error::{ApiError, ApiResult, canned};
-use crate::openapi::{self, SalePath};
+use crate::openapi::responses::{self, SalePath};
 use crate::sale_views::SaleView;
 use crate::{App, AppState, prebuilt};
 use axum::Json;
@@ -30,7 +30,7 @@ static STOCK_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
         headers(("Location" = String, description = "`/api/v1/sales/{id}`")),
         links(("purchase" = (operation_id = "purchase",
             parameters(("sale_id" = "$response.body#/id")))))),
-        openapi::CreateSaleErrors))]
+        responses::CreateSaleErrors))]
 pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     app.auth.admin(&headers)?;
     let new_sale: NewSale = json_body(body)
@@ -66,7 +66,7 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> A
             ("ETag" = String), ("Cache-Control" = String))),
         (status = 304, description = "The ETag named in `If-None-Match` is current.", headers(
             ("ETag" = String), ("Cache-Control" = String))),
-        openapi::ListSalesErrors))]
+        responses::ListSalesErrors))]
 pub async fn list(State(app): State<App>, headers: HeaderMap) -> Response {
     app.sales.listing().answer(&headers)
 }
@@ -79,7 +79,7 @@ pub async fn list(State(app): State<App>, headers: HeaderMap) -> Response {
             ("ETag" = String), ("Cache-Control" = String))),
         (status = 304, description = "The ETag named in `If-None-Match` is current.", headers(
             ("ETag" = String), ("Cache-Control" = String))),
-        openapi::SaleErrors))]
+        responses::SaleErrors))]
 pub async fn get(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> ApiResult<Response> {
     sale_answer(&app, &id, &headers)
 }
@@ -102,7 +102,7 @@ pub struct StockView<'a> {
 
 #[utoipa::path(get, path = "/api/v1/sales/{sale_id}/stock", operation_id = "stock",
     params(SalePath), responses((status = 200, body = StockView, description = "The live stock.",
-        headers(("Cache-Control" = String))), openapi::SaleErrors))]
+        headers(("Cache-Control" = String))), responses::SaleErrors))]
 pub async fn stock(State(app): State<App>, Id(id): Id) -> ApiResult<Response> {
     stock_answer(&app, &id)
 }
@@ -138,7 +138,7 @@ pub struct Report {
 #[utoipa::path(get, path = "/api/v1/sales/{sale_id}/report", operation_id = "report",
     params(SalePath), security(("admin_token" = [])),
     responses((status = 200, body = Report, description = "Units per order status."),
-        openapi::ReportErrors))]
+        responses::ReportErrors))]
 pub async fn report(State(app): State<App>, Id(id): Id, headers: HeaderMap) -> ApiResult<Response> {
     app.auth.admin(&headers)?;
     let sale = find(&app, &id)?;
@@ -168,7 +168,7 @@ pub struct PurchaseToken {
     operation_id = "purchase_token", params(SalePath), security(("user_jwt" = [])),
     responses((status = 200, body = PurchaseToken,
         description = "A token for `X-Purchase-Token`, bound to the caller and the sale."),
-        openapi::PurchaseTokenErrors))]
+        responses::PurchaseTokenErrors))]
 pub async fn purchase_token(
     State(app): State<App>,
     Id(id): Id,
