@@ -1,15 +1,16 @@
 //! The answers made from memory alone, in the accept loop's `call`, with
 //! nothing awaited: the crowd's purchase of a sale that is sold out (or
-//! unknown, not started, ended), the sale itself, its live stock and the
-//! list of sales. They need no future, no task-local scope, no time limit
-//! and no router, which would be most of their cost. Anything else, or
-//! anything these cannot finish, goes the long way: a purchase that triage
-//! leaves to the market (an open sale, or a keyed retry) takes the sale
-//! that triage found along.
+//! unknown, not started, ended), the sale itself, its live stock, the list
+//! of sales, and no route at all. They need no future, no task-local scope
+//! and no time limit, which would be most of their cost. Every purchase
+//! enters here; one that triage leaves to the market (an open sale, or a
+//! keyed retry) goes the long way with the sale triage found. Anything
+//! else goes to its async handler (`routes::answer`).
 
 use crate::App;
-use crate::error::{ApiResult, canned};
-use crate::route::{Route, plain_sale_id};
+use crate::error::{ApiError, ApiResult, canned};
+use crate::route::{Route, Target};
+use crate::routes::ops;
 use crate::routes::purchase::{self, Triage};
 use crate::routes::sales;
 use crate::sale_views::SaleView;
@@ -40,33 +41,47 @@ impl From<ApiResult<Response>> for Made {
     }
 }
 
-/// What memory alone makes of `request`; `None` for the long way.
-pub fn made<B>(app: &App, route: Route, request: &Request<B>) -> Option<Made> {
-    let (path, headers) = (request.uri().path(), request.headers());
-    let made = match route {
-        Route::Purchase => {
-            let sale_id = plain_sale_id(path, "/purchase")?;
-            unless_full(app, || match purchase::triage(app, sale_id, headers) {
+/// What memory alone makes of a request for `target`; `None` for the
+/// long way.
+pub fn made<B>(app: &App, target: Target<'_>, request: &Request<B>) -> Option<Made> {
+    let headers = request.headers();
+    let made = match target.route {
+        Route::Purchase => unless_full(app, || match sale_id(&target) {
+            Ok(id) => match purchase::triage(app, &id, headers) {
                 Triage::Refused(answer, code) => Made::Answer(answer, Some(code)),
                 Triage::Decide(sale) => Made::Purchase(sale),
-            })
+            },
+            Err(error) => Made::from(Err(error)),
+        }),
+        Route::Other if target.wrong_method => {
+            Made::Answer(ops::method_not_allowed(), Some(ErrorCode::MethodNotAllowed))
         }
+        Route::Other => Made::from(Err(ApiError::not_found("no such route"))),
         // A limited read may have to wait for its slot: the long way.
-        _ if app.rate_limits.applies_to(route) => return None,
-        Route::GetSale => {
-            let sale_id = plain_sale_id(path, "")?;
-            unless_full(app, || sales::sale_answer(app, sale_id, headers).into())
-        }
-        Route::Stock => {
-            let sale_id = plain_sale_id(path, "/stock")?;
-            unless_full(app, || sales::stock_answer(app, sale_id).into())
-        }
+        route if app.rate_limits.applies_to(route) => return None,
+        Route::GetSale => unless_full(app, || {
+            sale_id(&target)
+                .and_then(|id| sales::sale_answer(app, &id, headers))
+                .into()
+        }),
+        Route::Stock => unless_full(app, || {
+            sale_id(&target)
+                .and_then(|id| sales::stock_answer(app, &id))
+                .into()
+        }),
         Route::ListSales => unless_full(app, || {
             Made::Answer(app.sales.listing().answer(headers), None)
         }),
         _ => return None,
     };
     Some(made)
+}
+
+/// The sale id of a route that has one, decoded.
+fn sale_id<'a>(target: &'a Target<'_>) -> ApiResult<std::borrow::Cow<'a, str>> {
+    target
+        .decoded_id()?
+        .ok_or_else(|| ApiError::not_found("no such route"))
 }
 
 /// Such an answer holds a place among those in flight for no time: it is

@@ -1,8 +1,8 @@
 //! The accept loop: plain HTTP/1.1 connections served by hyper, with
 //! `TCP_NODELAY`, and a graceful drain. Hand-rolled instead of
-//! `axum::serve`, which sniffs every connection for HTTP/2, so that
-//! purchases — the crowd's request — reach their handler without the
-//! router. Flash-sale clients and balancers speak HTTP/1.1.
+//! `axum::serve`, which sniffs every connection for HTTP/2, so that each
+//! request is placed by the route table once and answered from memory or
+//! by its handler. Flash-sale clients and balancers speak HTTP/1.1.
 
 use crate::App;
 use crate::client_body::ClientBody;
@@ -11,13 +11,12 @@ use crate::degrade::Traffic;
 use crate::error::canned;
 use crate::from_memory::{self, Made};
 use crate::rate_limit::Limited;
-use crate::route::Route;
+use crate::route::{self, Route};
+use crate::routes::extract::Id;
 use crate::routes::{self, purchase};
 use crate::sale_views::SaleView;
 use crate::{cors, prebuilt, request_scope, shedding};
-use axum::Router;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
@@ -36,7 +35,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 /// A client gets this long (and a fifth more at most) to send a request's
 /// head; then its connection is closed, so slow or stalled clients cannot
@@ -61,7 +59,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 struct Connection {
     app: App,
-    router: Router,
     peer: SocketAddr,
     activity: Arc<Activity>,
 }
@@ -74,14 +71,15 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Connection {
     type Error = Infallible;
     type Future = Answering;
 
-    fn call(&self, request: hyper::Request<Incoming>) -> Answering {
+    fn call(&self, mut request: hyper::Request<Incoming>) -> Answering {
         let started = Instant::now();
         self.activity.head_read();
         let (method, path) = (request.method(), request.uri().path());
         if let Some(preflight) = cors::preflight(method, path, request.headers()) {
             return Either::Left(ready(Ok(preflight)));
         }
-        let route = Route::of(method, path);
+        let target = route::find(method, path);
+        let route = target.route;
         let traffic = Traffic::of(route);
         let about = About {
             route,
@@ -98,14 +96,16 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Connection {
                 Some(ErrorCode::Unavailable),
             ))
         } else {
-            std::panic::catch_unwind(AssertUnwindSafe(|| from_memory::made(app, route, &request)))
-                .unwrap_or_else(|_| {
-                    let id = String::from_utf8_lossy(id.as_bytes()).into_owned();
-                    Some(Made::Answer(
-                        routes::panicked(Some(id)),
-                        Some(ErrorCode::Internal),
-                    ))
-                })
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                from_memory::made(app, target, &request)
+            }))
+            .unwrap_or_else(|_| {
+                let id = String::from_utf8_lossy(id.as_bytes()).into_owned();
+                Some(Made::Answer(
+                    routes::panicked(Some(id)),
+                    Some(ErrorCode::Internal),
+                ))
+            })
         };
         let purchase_of = match made {
             Some(Made::Answer(response, code)) => {
@@ -114,12 +114,23 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Connection {
             Some(Made::Purchase(sale)) => Some(sale),
             None => None,
         };
-        let (app, router, peer) = (self.app.clone(), self.router.clone(), self.peer);
+        match target.decoded_id() {
+            Ok(None) => {}
+            Ok(Some(decoded)) => {
+                let decoded = Id(decoded.into_owned());
+                request.extensions_mut().insert(decoded);
+            }
+            Err(error) => {
+                let code = Some(error.code);
+                let response = error.into_response();
+                return Either::Left(ready(Ok(about.finish(app, response, code, id))));
+            }
+        }
+        let (app, peer) = (self.app.clone(), self.peer);
         let activity = Arc::clone(&self.activity);
         activity.set_busy(true);
         Either::Right(Box::pin(async move {
-            let handling =
-                within_limits(&app, router, route, peer, request, purchase_of, &activity);
+            let handling = within_limits(&app, route, peer, request, purchase_of, &activity);
             let answered = request_scope::run(id, handling).await;
             activity.set_busy(answered.output.body().size_hint().exact().is_none());
             Ok(about.finish(&app, answered.output, answered.code, answered.id))
@@ -165,7 +176,6 @@ impl About {
 /// otherwise); the operator's routes are exempt from both.
 async fn within_limits(
     app: &App,
-    router: Router,
     route: Route,
     peer: SocketAddr,
     request: hyper::Request<Incoming>,
@@ -174,7 +184,7 @@ async fn within_limits(
 ) -> Response {
     if shedding::is_exempt(route) {
         let request = request.map(Body::new);
-        return handle(app, router, route, peer, request, purchase_of).await;
+        return handle(app, route, peer, request, purchase_of).await;
     }
     let Some(_admitted) = app.in_flight.admit() else {
         app.metrics.shed_in_flight.increment(1);
@@ -189,7 +199,7 @@ async fn within_limits(
     });
     // Pinned here, so that it is dropped only after the flag it sets on
     // `activity` is read.
-    let mut handling = std::pin::pin!(handle(app, router, route, peer, request, purchase_of));
+    let mut handling = std::pin::pin!(handle(app, route, peer, request, purchase_of));
     match tokio::time::timeout(app.limits.request_timeout, handling.as_mut()).await {
         Ok(response) => response,
         Err(_) if activity.awaits_body() => {
@@ -206,29 +216,26 @@ async fn within_limits(
     }
 }
 
-/// A purchase that triage left to the market straight to its handler (a
-/// panic becomes a JSON 500), anything else through the rate limits, if
-/// its route is limited, and the router.
+/// A purchase that triage left to the market goes to the purchase door;
+/// anything else through its rate limits, if its route is limited, to its
+/// handler. A panic becomes a JSON 500.
 async fn handle(
     app: &App,
-    router: Router,
     route: Route,
     peer: SocketAddr,
-    mut request: hyper::Request<Body>,
+    request: hyper::Request<Body>,
     purchase_of: Option<Arc<SaleView>>,
 ) -> Response {
-    let Some(sale) = purchase_of else {
-        if let Err(limited) = admit(app, route, peer, request.headers()).await {
-            return limited.into_response();
-        }
-        request.extensions_mut().insert(ConnectInfo(peer));
-        return match router.oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
+    let answering = async move {
+        let Some(sale) = purchase_of else {
+            if let Err(limited) = admit(app, route, peer, request.headers()).await {
+                return limited.into_response();
+            }
+            return routes::answer(Arc::clone(app), route, request).await;
         };
+        purchase::buy(app, &sale, peer.ip(), request).await
     };
-    let buying = purchase::buy(app, &sale, peer.ip(), request);
-    AssertUnwindSafe(buying)
+    AssertUnwindSafe(answering)
         .catch_unwind()
         .await
         .unwrap_or_else(routes::panic_response)
@@ -236,19 +243,13 @@ async fn handle(
 
 /// One HTTP/1.1 connection over `io` (plain TCP, or TLS once its
 /// handshake is done), watched by `connections` from then on.
-async fn serve_connection<IO>(
-    connections: &Connections,
-    app: App,
-    router: Router,
-    peer: SocketAddr,
-    io: IO,
-) where
+async fn serve_connection<IO>(connections: &Connections, app: App, peer: SocketAddr, io: IO)
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = connections.open();
     let service = Connection {
         app,
-        router,
         peer,
         activity: Arc::clone(&activity),
     };
@@ -294,14 +295,11 @@ pub(crate) async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     }
 }
 
-/// Serves `router` until `shutdown` resolves, then stops accepting and
+/// Serves `app` until `shutdown` resolves, then stops accepting and
 /// waits for every open connection to finish its in-flight request.
-/// Purchases go straight to their handler; everything else through the
-/// router.
 pub async fn serve(
     listener: TcpListener,
     app: App,
-    router: Router,
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -317,19 +315,19 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (app, router) = (app.clone(), router.clone());
+        let app = app.clone();
         let (tls, connections) = (tls.clone(), Arc::clone(&connections));
         tokio::spawn(async move {
             // Resets and half-closed sockets are routine under a crowd.
             let Some(acceptor) = tls else {
-                serve_connection(&connections, app, router, peer, stream).await;
+                serve_connection(&connections, app, peer, stream).await;
                 return;
             };
             // The handshake gets the same time as a request head.
             if let Ok(Ok(stream)) =
                 tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await
             {
-                serve_connection(&connections, app, router, peer, stream).await;
+                serve_connection(&connections, app, peer, stream).await;
             }
         });
     }

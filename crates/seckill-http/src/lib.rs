@@ -150,7 +150,6 @@ impl Server {
         http1::serve(
             listener,
             Arc::clone(&self.app),
-            routes::router(Arc::clone(&self.app)),
             self.tls.clone(),
             async move {
                 shutdown.await;

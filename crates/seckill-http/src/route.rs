@@ -1,9 +1,12 @@
-//! Which route of the API a request is for, known from its method and path
-//! before any routing: degradation decides on it, metrics label by it. It is
-//! a classification, not a router: a request with a malformed id still
-//! reaches the router, which answers it.
+//! The route table: which route of the API a request is for, and its
+//! `{id}` segment, known from its method and path alone. Degradation
+//! decides on the route and metrics label by it; memory answers some
+//! routes at once (`from_memory`) and the rest go to their async handler
+//! (`routes::answer`). A purchase always takes the first way.
 
+use crate::error::{ApiError, ApiResult};
 use axum::http::Method;
+use std::borrow::Cow;
 
 /// The routes of the API, plus everything else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,39 +59,7 @@ impl Route {
     ];
 
     pub fn of(method: &Method, path: &str) -> Self {
-        let post = method == Method::POST;
-        let get = method == Method::GET;
-        let segments = path.strip_prefix("/api/v1/").map(|rest| {
-            let mut parts = Segments(Some(rest));
-            [parts.next(), parts.next(), parts.next(), parts.next()]
-        });
-        match segments {
-            Some([Some("sales"), None, None, None]) if post => Self::CreateSale,
-            Some([Some("sales"), None, None, None]) if get => Self::ListSales,
-            Some([Some("sales"), Some(_), None, None]) if get => Self::GetSale,
-            Some([Some("sales"), Some(_), Some("stock"), None]) if get => Self::Stock,
-            Some([Some("sales"), Some(_), Some("report"), None]) if get => Self::Report,
-            Some([Some("sales"), Some(_), Some("purchase"), None]) if post => Self::Purchase,
-            Some([Some("sales"), Some(_), Some("purchase-token"), None]) if post => {
-                Self::PurchaseToken
-            }
-            Some([Some("orders"), None, None, None]) if get => Self::ListOrders,
-            Some([Some("orders"), Some(_), None, None]) if get => Self::GetOrder,
-            Some([Some("orders"), Some(_), Some("pay"), None]) if post => Self::Pay,
-            Some([Some("orders"), Some(_), Some("cancel"), None]) if post => Self::Cancel,
-            Some([Some("admin"), Some("degrade"), None, None]) if get || post => Self::Degrade,
-            Some([Some("openapi.json"), None, None, None]) if get => Self::OpenApi,
-            Some(_) => Self::Other,
-            None => match path {
-                "/healthz" if get => Self::Healthz,
-                "/readyz" if get => Self::Readyz,
-                "/metrics" if get => Self::Metrics,
-                "/dashboard/events" if get => Self::DashboardEvents,
-                "/dashboard" if get => Self::Dashboard,
-                _ if get && path.starts_with("/dashboard/") => Self::Dashboard,
-                _ => Self::Other,
-            },
-        }
+        find(method, path).route
     }
 
     /// The `route` label of metrics.
@@ -134,12 +105,94 @@ impl<'a> Iterator for Segments<'a> {
     }
 }
 
-/// The sale id of `/api/v1/sales/{id}{suffix}` when it needs no decoding,
-/// for the routes answered without the router; ids that do are routed.
-pub fn plain_sale_id<'a>(path: &'a str, suffix: &str) -> Option<&'a str> {
-    let id = path.strip_prefix("/api/v1/sales/")?.strip_suffix(suffix)?;
-    let plain = !id.is_empty() && memchr::memchr2(b'/', b'%', id.as_bytes()).is_none();
-    plain.then_some(id)
+/// Where a request goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target<'a> {
+    pub route: Route,
+    /// The path's `{id}` segment as sent (percent-encoded).
+    pub id: Option<&'a str>,
+    /// The path is a route's, the method is not (405); else an `Other`
+    /// route is no route at all (404).
+    pub wrong_method: bool,
+}
+
+impl Target<'_> {
+    /// The `{id}` segment, percent-decoded.
+    pub fn decoded_id(&self) -> ApiResult<Option<Cow<'_, str>>> {
+        self.id
+            .map(|raw| {
+                percent_encoding::percent_decode_str(raw)
+                    .decode_utf8()
+                    .map_err(|_| ApiError::bad_request("path: the id is not UTF-8 once decoded"))
+            })
+            .transpose()
+    }
+}
+
+/// The route table: every path, with its route for GET (HEAD too) and for
+/// POST.
+pub fn find<'a>(method: &Method, path: &'a str) -> Target<'a> {
+    use Route::*;
+    let segments = path.strip_prefix("/api/v1/").map(|rest| {
+        let mut parts = Segments(Some(rest));
+        [parts.next(), parts.next(), parts.next(), parts.next()]
+    });
+    let id = |id: &'a str| (!id.is_empty()).then_some(id);
+    let (on_get, on_post, id) = match segments {
+        Some([Some("sales"), None, None, None]) => (Some(ListSales), Some(CreateSale), None),
+        Some([Some("sales"), Some(sale), tail, None]) => match (id(sale), tail) {
+            (None, _) => (None, None, None),
+            (sale, None) => (Some(GetSale), None, sale),
+            (sale, Some("stock")) => (Some(Stock), None, sale),
+            (sale, Some("report")) => (Some(Report), None, sale),
+            (sale, Some("purchase")) => (None, Some(Purchase), sale),
+            (sale, Some("purchase-token")) => (None, Some(PurchaseToken), sale),
+            _ => (None, None, None),
+        },
+        Some([Some("orders"), None, None, None]) => (Some(ListOrders), None, None),
+        Some([Some("orders"), Some(order), tail, None]) => match (id(order), tail) {
+            (None, _) => (None, None, None),
+            (order, None) => (Some(GetOrder), None, order),
+            (order, Some("pay")) => (None, Some(Pay), order),
+            (order, Some("cancel")) => (None, Some(Cancel), order),
+            _ => (None, None, None),
+        },
+        Some([Some("admin"), Some("degrade"), None, None]) => (Some(Degrade), Some(Degrade), None),
+        Some([Some("openapi.json"), None, None, None]) => (Some(OpenApi), None, None),
+        Some(_) => (None, None, None),
+        None => match path {
+            "/healthz" => (Some(Healthz), None, None),
+            "/readyz" => (Some(Readyz), None, None),
+            "/metrics" => (Some(Metrics), None, None),
+            "/dashboard/events" => (Some(DashboardEvents), None, None),
+            "/dashboard" => (Some(Dashboard), None, None),
+            _ => match path.strip_prefix("/dashboard/") {
+                Some(asset) if !asset.is_empty() && !asset.contains('/') => {
+                    (Some(Dashboard), None, Some(asset))
+                }
+                _ => (None, None, None),
+            },
+        },
+    };
+    let route = if method == Method::GET || method == Method::HEAD {
+        on_get
+    } else if method == Method::POST {
+        on_post
+    } else {
+        None
+    };
+    match route {
+        Some(route) => Target {
+            route,
+            id,
+            wrong_method: false,
+        },
+        None => Target {
+            route: Other,
+            id: None,
+            wrong_method: on_get.is_some() || on_post.is_some(),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -185,12 +238,38 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_sale_ids_are_taken_from_the_path() {
-        let id = |path| plain_sale_id(path, "/stock");
-        assert_eq!(id("/api/v1/sales/s-1/stock"), Some("s-1"));
-        assert_eq!(id("/api/v1/sales/a%2Fb/stock"), None, "needs decoding");
-        assert_eq!(id("/api/v1/sales/a/b/stock"), None);
-        assert_eq!(id("/api/v1/sales//stock"), None);
-        assert_eq!(id("/api/v1/sales/s/purchase"), None);
+    fn ids_are_taken_from_the_path_and_decoded() {
+        let post = Method::POST;
+        let target = find(&post, "/api/v1/sales/a%2Fb/purchase");
+        assert_eq!(target.route, Route::Purchase);
+        assert_eq!(target.id, Some("a%2Fb"));
+        assert_eq!(target.decoded_id().unwrap().as_deref(), Some("a/b"));
+        let bad = find(&post, "/api/v1/sales/%FF/purchase");
+        assert!(bad.decoded_id().is_err());
+        assert_eq!(find(&Method::GET, "/dashboard/app.js").id, Some("app.js"));
+        assert_eq!(find(&Method::GET, "/api/v1/orders/o").id, Some("o"));
+        assert_eq!(find(&Method::GET, "/api/v1/sales").id, None);
+    }
+
+    #[test]
+    fn a_route_asked_with_another_method_is_told_apart_from_no_route() {
+        let wrong = find(&Method::GET, "/api/v1/sales/s/purchase");
+        assert_eq!((wrong.route, wrong.wrong_method), (Route::Other, true));
+        let wrong = find(&Method::DELETE, "/api/v1/sales");
+        assert_eq!((wrong.route, wrong.wrong_method), (Route::Other, true));
+        for path in [
+            "/nowhere",
+            "/api/v1/sales//stock",
+            "/api/v1/sales/s/",
+            "/dashboard/",
+        ] {
+            let none = find(&Method::GET, path);
+            assert_eq!(
+                (none.route, none.wrong_method),
+                (Route::Other, false),
+                "{path}"
+            );
+        }
+        assert_eq!(find(&Method::HEAD, "/api/v1/sales").route, Route::ListSales);
     }
 }

@@ -23,7 +23,7 @@ use utoipa::{Modify, OpenApi};
     info(title = "seckill", version = "1", description = "The flash-sale engine's HTTP API."),
     paths(
         sales::create, sales::list, sales::get, sales::stock, sales::report,
-        sales::purchase_token, purchase::purchase,
+        sales::purchase_token, purchase::buy,
         orders::list, orders::get, orders::pay, orders::cancel,
         ops::degrade_level, ops::set_degrade_level, serve,
         ops::healthz, ops::readyz, ops::metrics,

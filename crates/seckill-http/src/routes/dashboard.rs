@@ -8,9 +8,9 @@
 use crate::App;
 use crate::dashboard::Events;
 use crate::error::ApiError;
-use crate::routes::extract::QueryParams;
+use crate::routes::extract::{Id, QueryParams};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -60,7 +60,7 @@ pub async fn page(
     responses((status = 200, description = "The asset.",
         content((String = "text/javascript"), (String = "text/css"))),
         crate::openapi::responses::DashboardAssetErrors))]
-pub async fn asset(Path(name): Path<String>) -> Response {
+pub async fn asset(Id(name): Id) -> Response {
     match name.as_str() {
         "dashboard.js" => asset_response("text/javascript; charset=utf-8", SCRIPT),
         "dashboard.css" => asset_response("text/css; charset=utf-8", STYLE),

@@ -3,7 +3,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, Query};
+use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use http_body_util::LengthLimitError;
 use seckill_core::ErrorCode;
@@ -12,17 +12,20 @@ use serde::de::DeserializeOwned;
 /// Largest request body accepted (413 beyond it).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// The one `{id}` segment of a route.
+/// The one `{id}` segment of a route, percent-decoded; the accept loop
+/// puts it in the request from the route table (`route::find`).
+#[derive(Clone)]
 pub struct Id(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Id {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Self> {
-        Path::<String>::from_request_parts(parts, state)
-            .await
-            .map(|Path(id)| Self(id))
-            .map_err(|rejection| ApiError::bad_request(format!("path: {rejection}")))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> ApiResult<Self> {
+        parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .ok_or_else(|| ApiError::not_found("no such route"))
     }
 }
 

@@ -121,11 +121,8 @@ pub async fn set_degrade_level(
     Ok(Json(DegradeState::of(&app.degrade)))
 }
 
-pub async fn unknown_route() -> ApiError {
-    ApiError::not_found("no such route")
-}
-
-pub async fn method_not_allowed() -> Response {
+/// A path that is a route's, asked with another method.
+pub fn method_not_allowed() -> Response {
     let mut response = ApiError::new(
         ErrorCode::MethodNotAllowed,
         "method not allowed on this route",

@@ -2,24 +2,23 @@
 //! Unknown, upcoming, ended and sold-out sales are answered from memory
 //! before the token is even looked at: most of a crowd ends there.
 
-use super::extract::{Id, json_body};
+use super::extract::json_body;
 use super::sales;
 use crate::error::{ApiError, ApiResult, canned};
 
+use crate::AppState;
 use crate::openapi::responses::{self, SalePath};
 use crate::rate_limit::Limited;
 use crate::route::Route;
 use crate::sale_views::SaleView;
-use crate::{App, AppState};
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use seckill_core::Receipt;
 use seckill_core::{ErrorCode, SalePhase};
 use seckill_engine::Purchase;
 use serde::Deserialize;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use utoipa::ToSchema;
 
@@ -91,38 +90,6 @@ pub(crate) fn triage(app: &AppState, sale_id: &str, headers: &HeaderMap) -> Tria
     Triage::Refused(answer(), code)
 }
 
-/// The route handler: ids that needed percent-decoding come this way.
-#[utoipa::path(post, path = "/api/v1/sales/{sale_id}/purchase", operation_id = "purchase",
-    security(("user_jwt" = [])),
-    params(SalePath,
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 200,
-            pattern = "^[!-~]+$",
-            description = "Retries with the same key and user get the first answer."),
-        ("X-Purchase-Token" = Option<String>, Header, nullable = false,
-            description = "Required by sales with `require_purchase_token`.")),
-    request_body(content = Option<PurchaseBody>, description = "May be empty: one unit."),
-    responses((status = 202, body = Receipt, description = "Reserved durably.",
-        headers(("Location" = String, description = "`/api/v1/orders/{order_id}`")),
-        links(
-            ("get_order" = (operation_id = "get_order",
-                parameters(("order_id" = "$response.body#/order_id")))),
-            ("pay" = (operation_id = "pay",
-                parameters(("order_id" = "$response.body#/order_id")))),
-            ("cancel" = (operation_id = "cancel",
-                parameters(("order_id" = "$response.body#/order_id")))))),
-        responses::PurchaseErrors))]
-pub async fn purchase(
-    State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Id(sale_id): Id,
-    request: axum::extract::Request,
-) -> Response {
-    match triage(&app, &sale_id, request.headers()) {
-        Triage::Refused(answer, _) => answer,
-        Triage::Decide(sale) => buy(&app, &sale, peer.ip(), request).await,
-    }
-}
-
 /// Why a purchase that passed triage was refused.
 enum Refused {
     Api(ApiError),
@@ -143,6 +110,25 @@ impl From<Limited> for Refused {
 
 /// A purchase of `sale`, which triage left to the market, from `peer`,
 /// cheapest check first.
+#[utoipa::path(post, path = "/api/v1/sales/{sale_id}/purchase", operation_id = "purchase",
+    security(("user_jwt" = [])),
+    params(SalePath,
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 200,
+            pattern = "^[!-~]+$",
+            description = "Retries with the same key and user get the first answer."),
+        ("X-Purchase-Token" = Option<String>, Header, nullable = false,
+            description = "Required by sales with `require_purchase_token`.")),
+    request_body(content = Option<PurchaseBody>, description = "May be empty: one unit."),
+    responses((status = 202, body = Receipt, description = "Reserved durably.",
+        headers(("Location" = String, description = "`/api/v1/orders/{order_id}`")),
+        links(
+            ("get_order" = (operation_id = "get_order",
+                parameters(("order_id" = "$response.body#/order_id")))),
+            ("pay" = (operation_id = "pay",
+                parameters(("order_id" = "$response.body#/order_id")))),
+            ("cancel" = (operation_id = "cancel",
+                parameters(("order_id" = "$response.body#/order_id")))))),
+        responses::PurchaseErrors))]
 pub async fn buy(
     app: &AppState,
     sale: &Arc<SaleView>,
