@@ -237,7 +237,7 @@ fn expire_due(tx: &Transaction, now: Timestamp) -> rusqlite::Result<Vec<Released
     let mut released = Vec::new();
     for order in due {
         if let Some(transition) = lifecycle::decide(&order, Event::Expire, now).transition
-            && write(tx, &order.id, transition, None, now)?.is_some()
+            && write(tx, &order.id, transition, None, now)?
             && transition.releases()
         {
             released.push(ReleasedUnits::of(&order));
@@ -267,42 +267,39 @@ fn apply_event(
         let payment_ref = event
             .payment_ref()
             .filter(|_| transition.to == OrderStatus::Paid);
-        if let Some(written) = write(tx, id, transition, payment_ref, now)? {
+        if write(tx, id, transition, payment_ref, now)? {
+            let written = order_by_id(tx, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
             return Ok(Some((decision.answer, written)));
         }
     }
 }
 
 /// Writes `transition` if the order still has its `from` status and
-/// deadline: the order as written, or `None` if it had moved. A payment
-/// records its reference and time.
+/// deadline; whether it did. A payment records its reference and time.
 fn write(
     tx: &Transaction,
     id: &OrderId,
     transition: Transition,
     payment_ref: Option<&str>,
     now: Timestamp,
-) -> rusqlite::Result<Option<Order>> {
-    tx.prepare_cached(&format!(
-        "UPDATE orders SET status = :to,
-             paid_at = COALESCE(:paid_at, paid_at),
-             payment_ref = COALESCE(:payment_ref, payment_ref)
-         WHERE id = :id AND status = :from AND {}
-         RETURNING {ORDER_COLUMNS}",
-        deadline_stands(transition.deadline)
-    ))?
-    .query_row(
-        named_params! {
+) -> rusqlite::Result<bool> {
+    let written = tx
+        .prepare_cached(&format!(
+            "UPDATE orders SET status = :to,
+                 paid_at = COALESCE(:paid_at, paid_at),
+                 payment_ref = COALESCE(:payment_ref, payment_ref)
+             WHERE id = :id AND status = :from AND {}",
+            deadline_stands(transition.deadline)
+        ))?
+        .execute(named_params! {
             ":to": transition.to.as_str(),
             ":paid_at": payment_ref.map(|_| now.as_millis()),
             ":payment_ref": payment_ref,
             ":id": id.as_str(),
             ":from": transition.from.as_str(),
             ":now": now.as_millis(),
-        },
-        rows::order,
-    )
-    .optional()
+        })?;
+    Ok(written == 1)
 }
 
 /// The condition that an order's deadline stands as `deadline` at `:now`.
