@@ -1,13 +1,5 @@
-//! Orders and their state machine:
-//!
-//! ```text
-//! queued ──► pending_payment ──► paid
-//!                 │  └─────────► cancelled   (owner cancels; units return)
-//!                 └────────────► expired     (deadline passes; units return)
-//! ```
-//!
-//! Embedded reservations start as `pending_payment`; `queued` is for cluster
-//! mode, where a consumer turns a reservation into a payable order.
+//! Orders as the API shows them and their statuses; what moves an order
+//! from one status to another is [`crate::lifecycle`].
 
 use crate::FieldError;
 use crate::ids::{OrderId, SaleId, UserId};

@@ -3,6 +3,7 @@
 //! implement it.
 
 use async_trait::async_trait;
+use seckill_core::lifecycle::Answer;
 use seckill_core::{Order, OrderId, OrderStatus, Sale, SaleId, Timestamp, UserId};
 use std::future::Future;
 use std::pin::Pin;
@@ -79,6 +80,20 @@ pub struct ReleasedUnits {
     pub quantity: u64,
 }
 
+impl ReleasedUnits {
+    /// The units `order` holds.
+    pub fn of(order: &Order) -> Self {
+        Self {
+            sale_id: order.sale_id.clone(),
+            user_id: order.user_id.clone(),
+            quantity: order.quantity,
+        }
+    }
+}
+
+/// The engine's answers to a payment and a cancellation are
+/// [`seckill_core::lifecycle::decide`]'s, with the order as stored after
+/// the transition it decided (if any).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PayOutcome {
     /// Paid now.
@@ -94,11 +109,49 @@ pub enum PayOutcome {
     NotPayable,
 }
 
+impl PayOutcome {
+    pub fn decided(answer: Answer, order: Order) -> Self {
+        match answer {
+            Answer::Paid => Self::Paid(order),
+            Answer::AlreadyPaid => Self::AlreadyPaid(order),
+            Answer::NotFound => Self::NotFound,
+            Answer::Expired => Self::Expired,
+            Answer::Cancelled => Self::Cancelled,
+            // `decide` answers a payment with none of the last three (its
+            // tests show); were it to, refusing is the safe reading.
+            Answer::NotPayable | Answer::NotCancellable | Answer::Released | Answer::NotDue => {
+                Self::NotPayable
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelOutcome {
     Cancelled(Order, ReleasedUnits),
     NotFound,
     NotCancellable,
+}
+
+impl CancelOutcome {
+    pub fn decided(answer: Answer, order: Order) -> Self {
+        match answer {
+            Answer::Released => {
+                let released = ReleasedUnits::of(&order);
+                Self::Cancelled(order, released)
+            }
+            Answer::NotFound => Self::NotFound,
+            // `decide` answers a cancellation with none of the others but
+            // `NotCancellable` (its tests show); refusing is the safe reading.
+            Answer::NotCancellable
+            | Answer::Paid
+            | Answer::AlreadyPaid
+            | Answer::Expired
+            | Answer::Cancelled
+            | Answer::NotPayable
+            | Answer::NotDue => Self::NotCancellable,
+        }
+    }
 }
 
 /// Units per order status for one sale (the report's numbers).
@@ -116,8 +169,9 @@ pub struct UnitsByStatus {
 pub type CommitTicket = Pin<Box<dyn Future<Output = StoreResult<()>> + Send>>;
 
 /// What the engine needs from durable storage. Every state change of an
-/// order is one compare-and-set on its status (and deadline), so that pay,
-/// cancel and expiry can never both win.
+/// order is decided by [`seckill_core::lifecycle::decide`] and written as
+/// one compare-and-set on its status (and deadline), so that pay, cancel
+/// and expiry can never both win.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn load(&self) -> StoreResult<Snapshot>;

@@ -6,13 +6,13 @@
 //! A plain thread rather than an async task: a whole batch runs as plain
 //! synchronous code, without handing each statement to another thread.
 //!
-//! Being the only writer also makes each order transition a plain
-//! compare-and-set on its row: pay, cancel and expiry of one order are
-//! applied one after another, and the `WHERE status = … AND expires_at …`
-//! of each decides which one wins.
+//! Being the only writer also applies pay, cancel and expiry of one order
+//! one after another: each is decided by `seckill_core::lifecycle` from the
+//! row as read and written as a compare-and-set on it.
 
 use crate::rows::{self, ORDER_COLUMNS, SALE_COLUMNS};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, named_params, params};
+use seckill_core::lifecycle::{self, Deadline, Event, Transition};
 use seckill_core::{Order, OrderId, OrderStatus, Sale, Timestamp, UserId};
 use seckill_engine::{CancelOutcome, PayOutcome, ReleasedUnits, Reservation, StoreResult};
 use std::time::Instant;
@@ -193,7 +193,6 @@ fn insert_reservation(tx: &Transaction, r: &Reservation) -> rusqlite::Result<()>
     Ok(())
 }
 
-/// pending_payment → paid, only before the deadline.
 fn pay(
     tx: &Transaction,
     order: &OrderId,
@@ -201,92 +200,118 @@ fn pay(
     payment_ref: &str,
     now: Timestamp,
 ) -> rusqlite::Result<PayOutcome> {
-    let paid = tx
-        .prepare_cached(&format!(
-            "UPDATE orders SET status = 'paid', paid_at = ?1, payment_ref = ?2
-             WHERE id = ?3 AND user_id = ?4 AND status = 'pending_payment' AND expires_at > ?1
-             RETURNING {ORDER_COLUMNS}"
-        ))?
-        .query_row(
-            params![now.as_millis(), payment_ref, order.as_str(), owner.as_str()],
-            rows::order,
-        )
-        .optional()?;
-    if let Some(paid) = paid {
-        return Ok(PayOutcome::Paid(paid));
-    }
-    let Some(current) = owned_order(tx, order, owner)? else {
-        return Ok(PayOutcome::NotFound);
+    let event = Event::Pay {
+        by: owner,
+        payment_ref,
     };
-    Ok(match current.status {
-        OrderStatus::Paid if current.payment_ref.as_deref() == Some(payment_ref) => {
-            PayOutcome::AlreadyPaid(current)
-        }
-        OrderStatus::Paid | OrderStatus::Queued => PayOutcome::NotPayable,
-        // Still pending here means the deadline has passed.
-        OrderStatus::PendingPayment | OrderStatus::Expired => PayOutcome::Expired,
-        OrderStatus::Cancelled => PayOutcome::Cancelled,
+    Ok(match apply_event(tx, order, event, now)? {
+        Some((answer, order)) => PayOutcome::decided(answer, order),
+        None => PayOutcome::NotFound,
     })
 }
 
-/// pending_payment → cancelled, only before the deadline.
 fn cancel(
     tx: &Transaction,
     order: &OrderId,
     owner: &UserId,
     now: Timestamp,
 ) -> rusqlite::Result<CancelOutcome> {
-    let cancelled = tx
-        .prepare_cached(&format!(
-            "UPDATE orders SET status = 'cancelled'
-             WHERE id = ?1 AND user_id = ?2 AND status = 'pending_payment' AND expires_at > ?3
-             RETURNING {ORDER_COLUMNS}"
-        ))?
-        .query_row(
-            params![order.as_str(), owner.as_str(), now.as_millis()],
-            rows::order,
-        )
-        .optional()?;
-    if let Some(order) = cancelled {
-        let released = ReleasedUnits {
-            sale_id: order.sale_id.clone(),
-            user_id: order.user_id.clone(),
-            quantity: order.quantity,
-        };
-        return Ok(CancelOutcome::Cancelled(order, released));
-    }
-    Ok(match owned_order(tx, order, owner)? {
-        Some(_) => CancelOutcome::NotCancellable,
-        None => CancelOutcome::NotFound,
-    })
+    Ok(
+        match apply_event(tx, order, Event::Cancel { by: owner }, now)? {
+            Some((answer, order)) => CancelOutcome::decided(answer, order),
+            None => CancelOutcome::NotFound,
+        },
+    )
 }
 
-/// pending_payment → expired for every order past its deadline.
+/// Expires every order the lifecycle finds due.
 fn expire_due(tx: &Transaction, now: Timestamp) -> rusqlite::Result<Vec<ReleasedUnits>> {
-    tx.prepare_cached(
-        "UPDATE orders SET status = 'expired'
-             WHERE status = 'pending_payment' AND expires_at <= ?
-             RETURNING sale_id, user_id, quantity",
-    )?
-    .query_map([now.as_millis()], |row| {
-        Ok(ReleasedUnits {
-            sale_id: row.get::<_, String>("sale_id")?.into(),
-            user_id: row.get::<_, String>("user_id")?.into(),
-            quantity: row.get("quantity")?,
-        })
-    })?
-    .collect::<Result<_, _>>()
+    let due = tx
+        .prepare_cached(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE status = '{}' AND {}",
+            lifecycle::EXPIRES_FROM.as_str(),
+            deadline_stands(Deadline::Passed)
+        ))?
+        .query_map(named_params! {":now": now.as_millis()}, rows::order)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut released = Vec::new();
+    for order in due {
+        if let Some(transition) = lifecycle::decide(&order, Event::Expire, now).transition
+            && write(tx, &order.id, transition, None, now)?
+            && transition.releases()
+        {
+            released.push(ReleasedUnits::of(&order));
+        }
+    }
+    Ok(released)
 }
 
-/// The order if it exists and belongs to `owner`; others' orders stay unseen.
-fn owned_order(
+/// `event` applied to the order as `lifecycle::decide` rules: its answer
+/// and the order as stored after; `None`: no such order. Inside the
+/// writer's transaction nothing moves the row between the read and the
+/// write, which is still the compare-and-set every store makes.
+fn apply_event(
     tx: &Transaction,
-    order: &OrderId,
-    owner: &UserId,
-) -> rusqlite::Result<Option<Order>> {
-    tx.prepare_cached(&format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = ? AND user_id = ?"
-    ))?
-    .query_row([order.as_str(), owner.as_str()], rows::order)
-    .optional()
+    id: &OrderId,
+    event: Event<'_>,
+    now: Timestamp,
+) -> rusqlite::Result<Option<(lifecycle::Answer, Order)>> {
+    loop {
+        let Some(current) = order_by_id(tx, id)? else {
+            return Ok(None);
+        };
+        let decision = lifecycle::decide(&current, event, now);
+        let Some(transition) = decision.transition else {
+            return Ok(Some((decision.answer, current)));
+        };
+        let payment_ref = event
+            .payment_ref()
+            .filter(|_| transition.to == OrderStatus::Paid);
+        if write(tx, id, transition, payment_ref, now)? {
+            let written = order_by_id(tx, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            return Ok(Some((decision.answer, written)));
+        }
+    }
+}
+
+/// Writes `transition` if the order still has its `from` status and
+/// deadline; whether it did. A payment records its reference and time.
+fn write(
+    tx: &Transaction,
+    id: &OrderId,
+    transition: Transition,
+    payment_ref: Option<&str>,
+    now: Timestamp,
+) -> rusqlite::Result<bool> {
+    let written = tx
+        .prepare_cached(&format!(
+            "UPDATE orders SET status = :to,
+                 paid_at = COALESCE(:paid_at, paid_at),
+                 payment_ref = COALESCE(:payment_ref, payment_ref)
+             WHERE id = :id AND status = :from AND {}",
+            deadline_stands(transition.deadline)
+        ))?
+        .execute(named_params! {
+            ":to": transition.to.as_str(),
+            ":paid_at": payment_ref.map(|_| now.as_millis()),
+            ":payment_ref": payment_ref,
+            ":id": id.as_str(),
+            ":from": transition.from.as_str(),
+            ":now": now.as_millis(),
+        })?;
+    Ok(written == 1)
+}
+
+/// The condition that an order's deadline stands as `deadline` at `:now`.
+fn deadline_stands(deadline: Deadline) -> &'static str {
+    match deadline {
+        Deadline::Ahead => "expires_at > :now",
+        Deadline::Passed => "expires_at <= :now",
+    }
+}
+
+fn order_by_id(tx: &Transaction, id: &OrderId) -> rusqlite::Result<Option<Order>> {
+    tx.prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"))?
+        .query_row([id.as_str()], rows::order)
+        .optional()
 }

@@ -4,10 +4,10 @@
 //!
 //! Rows come from the stream consumers ([`SqlOrders::insert_reservations`],
 //! idempotent by order id, so a redelivered entry never makes a second
-//! order). Every later change of an order is one compare-and-set UPDATE on
-//! its status and deadline, with the outcomes of the embedded store: pay,
-//! cancel and expiry of one order can never both win, whichever node runs
-//! them.
+//! order). Every later change of an order is decided by
+//! `seckill_core::lifecycle`, as in the embedded store, and written as one
+//! compare-and-set UPDATE on its status and deadline: pay, cancel and
+//! expiry of one order can never both win, whichever node runs them.
 
 mod dialect;
 mod rows;
@@ -15,10 +15,12 @@ mod rows;
 pub use dialect::Dialect;
 
 use rows::{ORDER_COLUMNS, RESERVATION_COLUMNS, bigint};
+use seckill_core::lifecycle::{self, Answer, Deadline, Event, Transition};
 use seckill_core::{Order, OrderId, OrderStatus, Sale, SaleId, Timestamp, UserId};
 use seckill_engine::{CancelOutcome, PayOutcome, ReleasedUnits, Reservation, UnitsByStatus};
-use sqlx::AnyPool;
-use sqlx::any::AnyPoolOptions;
+use sqlx::any::{AnyArguments, AnyPoolOptions};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool};
 use std::time::Duration;
 
 /// Connections per node. Writes are batched, so a few suffice.
@@ -245,8 +247,6 @@ impl SqlOrders {
             .collect()
     }
 
-    /// pending_payment → paid, only before the deadline. Paying again with
-    /// the same `payment_ref` answers the paid order again.
     pub async fn pay(
         &self,
         order: &OrderId,
@@ -254,73 +254,31 @@ impl SqlOrders {
         payment_ref: &str,
         now: Timestamp,
     ) -> OrdersResult<PayOutcome> {
-        let paid = sqlx::query(self.dialect.sql(
-            "UPDATE orders SET status = 'paid', paid_at = ?, payment_ref = ? \
-             WHERE id = ? AND user_id = ? AND status = 'pending_payment' AND expires_at > ?",
-        ))
-        .bind(now.as_millis())
-        .bind(payment_ref)
-        .bind(order.as_str())
-        .bind(owner.as_str())
-        .bind(now.as_millis())
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1;
-        // Read after the write: `paid` is final, so what is read is what
-        // this call (or an earlier one) made of the order.
-        let Some(current) = self.owned_order(order, owner).await? else {
-            return Ok(PayOutcome::NotFound);
+        let event = Event::Pay {
+            by: owner,
+            payment_ref,
         };
-        Ok(match current.status {
-            OrderStatus::Paid if paid => PayOutcome::Paid(current),
-            // Paid earlier with this reference: the same answer, nothing
-            // changed, so nothing is counted twice (as in the embedded store).
-            OrderStatus::Paid if current.payment_ref.as_deref() == Some(payment_ref) => {
-                PayOutcome::AlreadyPaid(current)
-            }
-            OrderStatus::Paid | OrderStatus::Queued => PayOutcome::NotPayable,
-            // Still pending here means the deadline has passed.
-            OrderStatus::PendingPayment | OrderStatus::Expired => PayOutcome::Expired,
-            OrderStatus::Cancelled => PayOutcome::Cancelled,
+        Ok(match self.apply(order, event, now).await? {
+            Some((answer, order)) => PayOutcome::decided(answer, order),
+            None => PayOutcome::NotFound,
         })
     }
 
-    /// pending_payment → cancelled, only before the deadline.
     pub async fn cancel(
         &self,
         order: &OrderId,
         owner: &UserId,
         now: Timestamp,
     ) -> OrdersResult<CancelOutcome> {
-        let cancelled = sqlx::query(self.dialect.sql(
-            "UPDATE orders SET status = 'cancelled', released_at = ? \
-             WHERE id = ? AND user_id = ? AND status = 'pending_payment' AND expires_at > ?",
-        ))
-        .bind(now.as_millis())
-        .bind(order.as_str())
-        .bind(owner.as_str())
-        .bind(now.as_millis())
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1;
-        Ok(match self.owned_order(order, owner).await? {
-            // `cancelled` is final: the row read is the one this call made.
-            Some(order) if cancelled => {
-                let released = ReleasedUnits {
-                    sale_id: order.sale_id.clone(),
-                    user_id: order.user_id.clone(),
-                    quantity: order.quantity,
-                };
-                CancelOutcome::Cancelled(order, released)
-            }
-            Some(_) => CancelOutcome::NotCancellable,
-            None => CancelOutcome::NotFound,
-        })
+        Ok(
+            match self.apply(order, Event::Cancel { by: owner }, now).await? {
+                Some((answer, order)) => CancelOutcome::decided(answer, order),
+                None => CancelOutcome::NotFound,
+            },
+        )
     }
 
-    /// Expires up to `limit` unpaid orders past their deadline and returns
+    /// Expires up to `limit` orders the lifecycle finds due and returns
     /// them, in one transaction. Rows another node is expiring (or paying)
     /// right now are locked, and skipped rather than waited for, so every
     /// node may sweep at once and each order is expired exactly once.
@@ -330,33 +288,47 @@ impl SqlOrders {
         limit: usize,
     ) -> OrdersResult<Vec<ExpiredOrder>> {
         let mut tx = self.pool.begin().await?;
-        let due = sqlx::query(self.dialect.sql(
-            "SELECT id, sale_id, user_id, quantity FROM orders \
-             WHERE status = 'pending_payment' AND expires_at <= ? \
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE status = '{}' AND {} \
              ORDER BY expires_at LIMIT ? FOR UPDATE SKIP LOCKED",
-        ))
-        .bind(now.as_millis())
-        .bind(bigint(limit as u64, "limit")?)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(rows::expired_order)
-        .collect::<OrdersResult<Vec<_>>>()?;
-        if !due.is_empty() {
-            let ids = vec!["?"; due.len()].join(", ");
-            let sql = format!(
-                "UPDATE orders SET status = 'expired', released_at = ? \
-                 WHERE status = 'pending_payment' AND id IN ({ids})"
-            );
-            let sql = self.dialect.sql(&sql);
-            let mut expire = sqlx::query(sql).bind(now.as_millis());
-            for order in &due {
-                expire = expire.bind(order.order_id.as_str());
+            lifecycle::EXPIRES_FROM.as_str(),
+            deadline_stands(Deadline::Passed)
+        );
+        let due = sqlx::query(self.dialect.sql(&sql))
+            .bind(now.as_millis())
+            .bind(bigint(limit as u64, "limit")?)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(rows::order)
+            .collect::<OrdersResult<Vec<_>>>()?;
+        // Orders that make the same transition are written by one UPDATE.
+        let mut moves: Vec<(Transition, Vec<&Order>)> = Vec::new();
+        for order in &due {
+            let Some(transition) = lifecycle::decide(order, Event::Expire, now).transition else {
+                continue;
+            };
+            match moves.iter_mut().find(|(made, _)| *made == transition) {
+                Some((_, orders)) => orders.push(order),
+                None => moves.push((transition, vec![order])),
             }
-            expire.execute(&mut *tx).await?;
+        }
+        let mut expired = Vec::new();
+        for (transition, orders) in moves {
+            let ids: Vec<&str> = orders.iter().map(|order| order.id.as_str()).collect();
+            // Locked since the SELECT: every one of them is written.
+            self.write(transition, None, &ids, now)
+                .execute(&mut *tx)
+                .await?;
+            if transition.releases() {
+                expired.extend(orders.into_iter().map(|order| ExpiredOrder {
+                    order_id: order.id.clone(),
+                    released: ReleasedUnits::of(order),
+                }));
+            }
         }
         tx.commit().await?;
-        Ok(due)
+        Ok(expired)
     }
 
     /// Orders that gave their units back (cancelled or expired) at `since`
@@ -432,16 +404,82 @@ impl SqlOrders {
             .collect()
     }
 
-    /// The order if it exists and belongs to `owner`; others' orders stay unseen.
-    async fn owned_order(&self, order: &OrderId, owner: &UserId) -> OrdersResult<Option<Order>> {
-        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ? AND user_id = ?");
-        sqlx::query(self.dialect.sql(&sql))
-            .bind(order.as_str())
-            .bind(owner.as_str())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(rows::order)
-            .transpose()
+    /// `event` applied to the order as `lifecycle::decide` rules: its
+    /// answer and the order as stored after; `None`: no such order. A
+    /// write that lost a race (another node moved the order first) is
+    /// decided again from the row read anew; statuses only move forward,
+    /// so this ends.
+    async fn apply(
+        &self,
+        id: &OrderId,
+        event: Event<'_>,
+        now: Timestamp,
+    ) -> OrdersResult<Option<(Answer, Order)>> {
+        loop {
+            let Some(current) = self.order(id).await? else {
+                return Ok(None);
+            };
+            let decision = lifecycle::decide(&current, event, now);
+            let Some(transition) = decision.transition else {
+                return Ok(Some((decision.answer, current)));
+            };
+            let payment_ref = event
+                .payment_ref()
+                .filter(|_| transition.to == OrderStatus::Paid);
+            let written = self
+                .write(transition, payment_ref, &[id.as_str()], now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1;
+            if written {
+                // Nothing moves a paid, cancelled or expired order again:
+                // the row read back is the one written.
+                let order = self.order(id).await?.ok_or_else(|| {
+                    OrdersError::Corrupt(format!("order {id} vanished after its {transition:?}"))
+                })?;
+                return Ok(Some((decision.answer, order)));
+            }
+        }
+    }
+
+    /// `transition` as one compare-and-set UPDATE of the orders `ids`:
+    /// each is written only while it has the `from` status and its
+    /// deadline stands as decided. A payment records its reference and
+    /// time; a release its time.
+    fn write(
+        &self,
+        transition: Transition,
+        payment_ref: Option<&str>,
+        ids: &[&str],
+        now: Timestamp,
+    ) -> Query<'static, Any, AnyArguments> {
+        let sql = format!(
+            "UPDATE orders SET status = ?, paid_at = COALESCE(?, paid_at), \
+             payment_ref = COALESCE(?, payment_ref), released_at = COALESCE(?, released_at) \
+             WHERE status = ? AND {} AND id IN ({})",
+            deadline_stands(transition.deadline),
+            vec!["?"; ids.len()].join(", ")
+        );
+        let mut update = sqlx::query(self.dialect.sql(&sql))
+            .bind(transition.to.as_str())
+            .bind(payment_ref.map(|_| now.as_millis()))
+            .bind(payment_ref)
+            .bind(transition.releases().then_some(now.as_millis()))
+            .bind(transition.from.as_str())
+            .bind(now.as_millis());
+        for id in ids {
+            update = update.bind(*id);
+        }
+        update
+    }
+}
+
+/// The condition that an order's deadline stands as `deadline` at the
+/// instant bound to its `?`.
+fn deadline_stands(deadline: Deadline) -> &'static str {
+    match deadline {
+        Deadline::Ahead => "expires_at > ?",
+        Deadline::Passed => "expires_at <= ?",
     }
 }
