@@ -44,7 +44,7 @@ impl Crowd {
         if count == 0 {
             bail!("the crowd needs at least one user");
         }
-        let key = EncodingKey::from_secret(secret);
+        let key = EncodingKey::from_secret(secret).context("the JWT secret is empty")?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = count.div_ceil(threads);
         let parts: Vec<Result<BytesMut>> = std::thread::scope(|scope| {
@@ -142,7 +142,7 @@ mod tests {
             let token = value.strip_prefix("Bearer ").unwrap();
             let claims = jsonwebtoken::decode::<Sub>(
                 token,
-                &DecodingKey::from_secret(b"secret"),
+                &DecodingKey::from_secret(b"secret").unwrap(),
                 &Validation::default(),
             )
             .unwrap()

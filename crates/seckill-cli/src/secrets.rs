@@ -3,7 +3,7 @@
 
 use crate::config::Resolved;
 use anyhow::{Context, Result};
-use rand::RngCore;
+use rand::Rng;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};

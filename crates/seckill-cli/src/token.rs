@@ -3,7 +3,7 @@
 
 use crate::config::StoreArgs;
 use crate::secrets;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use jsonwebtoken::EncodingKey;
 use std::io::Write;
@@ -25,7 +25,7 @@ pub struct TokenArgs {
 
 pub fn run(args: TokenArgs) -> Result<()> {
     let secret = secrets::existing_jwt_secret(&args.store.resolve()?)?;
-    let key = EncodingKey::from_secret(secret.as_bytes());
+    let key = EncodingKey::from_secret(secret.as_bytes()).context("the JWT secret is empty")?;
     let ttl = Duration::from_secs(args.ttl_secs);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut print = |sub: &str| -> Result<()> {

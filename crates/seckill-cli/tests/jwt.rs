@@ -114,13 +114,13 @@ async fn rs256_with_issuer_and_audience_refuses_every_forgery() {
     // HS/RS confusion: HS256 "signed" with the public key as the secret.
     let confused = sign(
         Algorithm::HS256,
-        &EncodingKey::from_secret(&pem("rsa_public.pem")),
+        &EncodingKey::from_secret(&pem("rsa_public.pem")).expect("a non-empty HMAC key"),
         claims("bob"),
     );
     // The engine's own HS256 secret no longer makes a user token.
     let engine_secret = sign(
         Algorithm::HS256,
-        &EncodingKey::from_secret(seckill.jwt_secret().as_bytes()),
+        &EncodingKey::from_secret(seckill.jwt_secret().as_bytes()).expect("a non-empty HMAC key"),
         claims("bob"),
     );
     for (what, token) in [
@@ -177,7 +177,7 @@ async fn hs256_refuses_alg_none_and_a_wrong_signature() {
     assert!(!buys_with(&seckill, &sale, &unsigned(&claims)).await);
     let forged = sign(
         Algorithm::HS256,
-        &EncodingKey::from_secret(b"not the secret"),
+        &EncodingKey::from_secret(b"not the secret").expect("a non-empty HMAC key"),
         claims,
     );
     assert!(!buys_with(&seckill, &sale, &forged).await);
@@ -190,7 +190,8 @@ async fn hs256_refuses_alg_none_and_a_wrong_signature() {
 async fn a_token_not_yet_valid_is_refused() {
     let seckill = Seckill::start().await;
     let sale = seckill.open_sale(10, 1).await;
-    let secret = EncodingKey::from_secret(seckill.jwt_secret().as_bytes());
+    let secret =
+        EncodingKey::from_secret(seckill.jwt_secret().as_bytes()).expect("a non-empty HMAC key");
     let from = |nbf: i64| json!({"sub": "erin", "exp": now_unix() + 7200, "nbf": nbf});
     let early = sign(Algorithm::HS256, &secret, from(now_unix() + 3600));
     assert!(
@@ -215,7 +216,8 @@ async fn a_token_not_yet_valid_is_refused() {
 async fn a_token_with_critical_extensions_is_refused() {
     let seckill = Seckill::start().await;
     let sale = seckill.open_sale(10, 1).await;
-    let secret = EncodingKey::from_secret(seckill.jwt_secret().as_bytes());
+    let secret =
+        EncodingKey::from_secret(seckill.jwt_secret().as_bytes()).expect("a non-empty HMAC key");
     let claims = json!({"sub": "frank", "exp": now_unix() + 600});
     let critical = json!({"alg": "HS256", "typ": "JWT", "crit": ["exp"]});
     let token = with_header(Algorithm::HS256, &secret, &critical, &claims);

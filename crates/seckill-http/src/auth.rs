@@ -38,10 +38,15 @@ pub enum JwtKey {
     PublicKeyPem(Vec<u8>),
 }
 
-/// The JWT public key is neither an RSA nor an EC (P-256) PEM public key.
+/// The configured JWT key cannot check tokens.
 #[derive(Debug, thiserror::Error)]
-#[error("the JWT public key is not an RSA or EC (P-256) public key in PEM form")]
-pub struct BadPublicKey;
+pub enum BadJwtKey {
+    /// HMAC with an empty key would accept tokens anyone can sign.
+    #[error("the JWT secret is empty")]
+    EmptySecret,
+    #[error("the JWT public key is not an RSA or EC (P-256) public key in PEM form")]
+    NotAPublicKey,
+}
 
 pub struct Auth {
     user_key: DecodingKey,
@@ -83,16 +88,19 @@ fn has_no_critical_extensions(token: &str) -> bool {
 }
 
 impl Auth {
-    pub fn new(rules: &JwtRules, admin_token: &str) -> Result<Self, BadPublicKey> {
+    pub fn new(rules: &JwtRules, admin_token: &str) -> Result<Self, BadJwtKey> {
         let (user_key, algorithm) = match &rules.key {
-            JwtKey::Secret(secret) => (DecodingKey::from_secret(secret), Algorithm::HS256),
+            JwtKey::Secret(secret) => (
+                DecodingKey::from_secret(secret).map_err(|_| BadJwtKey::EmptySecret)?,
+                Algorithm::HS256,
+            ),
             JwtKey::PublicKeyPem(pem) => {
                 if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
                     (key, Algorithm::RS256)
                 } else if let Ok(key) = DecodingKey::from_ec_pem(pem) {
                     (key, Algorithm::ES256)
                 } else {
-                    return Err(BadPublicKey);
+                    return Err(BadJwtKey::NotAPublicKey);
                 }
             }
         };
@@ -199,7 +207,7 @@ mod tests {
         encode(
             &Header::new(algorithm),
             &claims,
-            &EncodingKey::from_secret(secret),
+            &EncodingKey::from_secret(secret).unwrap(),
         )
         .unwrap()
     }
@@ -277,7 +285,7 @@ mod tests {
     fn with_header(secret: &[u8], header: &str, claims: &serde_json::Value) -> String {
         let segment = |json: &str| URL_SAFE_NO_PAD.encode(json);
         let message = format!("{}.{}", segment(header), segment(&claims.to_string()));
-        let key = EncodingKey::from_secret(secret);
+        let key = EncodingKey::from_secret(secret).unwrap();
         let signature =
             jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256).unwrap();
         format!("{message}.{signature}")
@@ -318,7 +326,23 @@ mod tests {
             issuer: None,
             audience: None,
         };
-        assert!(Auth::new(&rules, "admin").is_err());
+        assert!(matches!(
+            Auth::new(&rules, "admin"),
+            Err(BadJwtKey::NotAPublicKey)
+        ));
+    }
+
+    #[test]
+    fn an_empty_secret_is_refused_at_start() {
+        let rules = JwtRules {
+            key: JwtKey::Secret(Vec::new()),
+            issuer: None,
+            audience: None,
+        };
+        assert!(matches!(
+            Auth::new(&rules, "admin"),
+            Err(BadJwtKey::EmptySecret)
+        ));
     }
 
     #[test]

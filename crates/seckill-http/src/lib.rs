@@ -81,7 +81,7 @@ pub enum OpenError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Key(#[from] auth::BadPublicKey),
+    Key(#[from] auth::BadJwtKey),
 }
 
 /// A warm engine: stock rebuilt, ready to serve.

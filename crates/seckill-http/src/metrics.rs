@@ -10,9 +10,9 @@ use crate::per_thread::PerThread;
 use crate::pulse::{Outcome, Pulse};
 use crate::route::Route;
 use axum::http::StatusCode;
-use metrics::Counter;
+use metrics::{Counter, Key};
 use metrics_exporter_prometheus::formatting::{write_metric_line, write_type_line};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{LabelSet, Matcher, PrometheusBuilder, PrometheusHandle};
 use seckill_core::ErrorCode;
 use seckill_engine::Market;
 use std::collections::HashMap;
@@ -189,7 +189,7 @@ impl Metrics {
         for tally in self.tallies.all() {
             total.add(tally);
         }
-        write_type_line(text, REQUESTS, "counter");
+        write_type_line(text, REQUESTS, None, None, "counter");
         for route in Route::ALL {
             let answers = &total.answers[route as usize];
             for (answer, count) in answers.iter().enumerate() {
@@ -200,7 +200,7 @@ impl Metrics {
         for ((route, status), count) in self.unusual().iter() {
             write_requests(text, *route, *status, None, *count);
         }
-        write_type_line(text, LATENCY, "histogram");
+        write_type_line(text, LATENCY, None, None, "histogram");
         for route in Route::ALL {
             let index = route as usize;
             let buckets = &total.latency[index];
@@ -208,7 +208,7 @@ impl Metrics {
             if count == 0 {
                 continue;
             }
-            let labels = [format!("route=\"{}\"", route.label())];
+            let labels = label_set(&[("route", route.label().into())]);
             let mut at_or_under = 0;
             for (bound, in_bucket) in LATENCY_BUCKETS_NS.iter().zip(buckets) {
                 at_or_under += get(in_bucket);
@@ -237,12 +237,12 @@ impl Metrics {
                 None,
             );
         }
-        write_type_line(text, PURCHASES, "counter");
+        write_type_line(text, PURCHASES, None, None, "counter");
         for (outcome, count) in total.purchases.iter().enumerate() {
             let label = ErrorCode::ALL
                 .get(outcome)
                 .map_or("reserved", |code| code.as_str());
-            let labels = [format!("outcome=\"{label}\"")];
+            let labels = label_set(&[("outcome", label.into())]);
             write_metric_line::<&str, u64>(text, PURCHASES, None, &labels, None, get(count), None);
         }
     }
@@ -348,12 +348,19 @@ fn write_requests(
     if count == 0 {
         return;
     }
-    let labels = [
-        format!("route=\"{}\"", route.label()),
-        format!("status=\"{}\"", status.as_u16()),
-        format!("code=\"{}\"", code.map_or(NO_CODE, ErrorCode::as_str)),
-    ];
+    let labels = label_set(&[
+        ("route", route.label().into()),
+        ("status", status.as_u16().to_string()),
+        ("code", code.map_or(NO_CODE, ErrorCode::as_str).into()),
+    ]);
     write_metric_line::<&str, u64>(text, REQUESTS, None, &labels, None, count, None);
+}
+
+/// `labels` in the exporter's own form, so our samples are written and
+/// escaped as its are.
+fn label_set(labels: &[(&'static str, String)]) -> LabelSet {
+    // Only the key's labels are read: the name is written by the caller.
+    LabelSet::from_key_and_global(&Key::from_parts("", labels), &Default::default())
 }
 
 /// The process-wide recorder, installed on first use.

@@ -8,7 +8,7 @@
 //! second secret to configure), hex-encoded. Checking it needs no state.
 
 use crate::error::{ApiError, ApiResult};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use seckill_core::{ErrorCode, SaleId, Timestamp, UserId};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;

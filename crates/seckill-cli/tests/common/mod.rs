@@ -356,7 +356,7 @@ pub fn mint_jwt(secret: &[u8], sub: &str, exp: i64) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret),
+        &jsonwebtoken::EncodingKey::from_secret(secret).expect("a non-empty HMAC key"),
     )
     .expect("sign a JWT")
 }
