@@ -19,15 +19,29 @@ use std::sync::OnceLock;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-/// The groups of settings, whose keys are all the file may hold (`token`
-/// and `bench` read the file `serve` reads).
-const GROUPS: [fn() -> &'static [&'static str]; 5] = [
-    keys::<StoreSettings>,
-    keys::<ServeSettings>,
-    keys::<DegradeSettings>,
-    keys::<RateLimitSettings>,
-    keys::<ClusterSettings>,
+/// The groups of settings: all the file may hold. `token` and `bench`
+/// check the file `serve` reads as `serve` does.
+const GROUPS: [Group; 5] = [
+    Group::of::<StoreSettings>(),
+    Group::of::<ServeSettings>(),
+    Group::of::<DegradeSettings>(),
+    Group::of::<RateLimitSettings>(),
+    Group::of::<ClusterSettings>(),
 ];
+
+struct Group {
+    keys: fn() -> &'static [&'static str],
+    check: fn(&ConfigFile) -> Result<()>,
+}
+
+impl Group {
+    const fn of<G: DeserializeOwned>() -> Self {
+        Self {
+            keys: keys::<G>,
+            check: |file| file.parse::<G>().map(drop),
+        }
+    }
+}
 
 /// The configuration file and the settings of an engine's state, shared by
 /// every subcommand that needs them.
@@ -85,7 +99,8 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
-    /// Reads the file; a key no group declares is refused.
+    /// Reads the file; a key no group declares, or a value of the wrong
+    /// type, is refused.
     pub fn read(path: Option<&Path>) -> Result<Self> {
         let Some(path) = path else {
             return Ok(Self::default());
@@ -96,7 +111,7 @@ impl ConfigFile {
             name: path.display().to_string(),
             text,
         };
-        file.refuse_unknown_keys()?;
+        file.check()?;
         Ok(file)
     }
 
@@ -107,15 +122,16 @@ impl ConfigFile {
             name: "(test)".to_owned(),
             text: text.to_owned(),
         };
-        file.refuse_unknown_keys()?;
+        file.check()?;
         Ok(file)
     }
 
     /// A key no group declares is refused where it is in the file, as
-    /// serde's `deny_unknown_fields` would.
-    fn refuse_unknown_keys(&self) -> Result<()> {
+    /// serde's `deny_unknown_fields` would; so is a value of the wrong type.
+    fn check(&self) -> Result<()> {
         serde::Deserializer::deserialize_map(toml::Deserializer::new(&self.text), KnownKeys)
-            .with_context(|| format!("parsing config {}", self.name))
+            .with_context(|| format!("parsing config {}", self.name))?;
+        GROUPS.iter().try_for_each(|group| (group.check)(self))
     }
 
     /// The file as `T`: a group with the file's values over its defaults.
@@ -205,7 +221,13 @@ pub fn defaults<G: Args + FromArgMatches>() -> G {
 /// Every key the file may hold.
 fn known_keys() -> &'static [&'static str] {
     static KEYS: OnceLock<Vec<&'static str>> = OnceLock::new();
-    KEYS.get_or_init(|| GROUPS.iter().flat_map(|keys| keys()).copied().collect())
+    KEYS.get_or_init(|| {
+        GROUPS
+            .iter()
+            .flat_map(|group| (group.keys)())
+            .copied()
+            .collect()
+    })
 }
 
 /// Reads a table whose keys must all be [`known_keys`].
@@ -352,8 +374,10 @@ mod tests {
 
     #[test]
     fn a_value_of_the_wrong_type_is_refused_where_it_is() {
-        let file = ConfigFile::from_text("\ndata_dir = 7").unwrap();
-        let error = format!("{:#}", file.parse::<StoreSettings>().err().unwrap());
+        let error = format!(
+            "{:#}",
+            ConfigFile::from_text("\ndata_dir = 7").err().unwrap()
+        );
         assert!(error.contains("line 2"), "{error}");
         assert!(error.contains("data_dir"), "{error}");
     }
