@@ -89,7 +89,7 @@ fn prepare(args: &BenchArgs) -> Result<Bench> {
     {
         bail!("--rate must be a positive number of visits per second");
     }
-    let resolved = args.store.resolve()?;
+    let store = args.store.resolve()?.store;
     let crowd = if !args.scenario.buys() {
         None
     } else if let Some(file) = &args.token_file {
@@ -97,7 +97,7 @@ fn prepare(args: &BenchArgs) -> Result<Bench> {
     } else {
         let secret = match &args.jwt_secret {
             Some(secret) => secret.clone(),
-            None => secrets::existing_jwt_secret(&resolved).context(
+            None => secrets::existing_jwt_secret(&store).context(
                 "no JWT secret to mint user tokens with (pass --jwt-secret or --token-file)",
             )?,
         };
@@ -107,7 +107,7 @@ fn prepare(args: &BenchArgs) -> Result<Bench> {
     let admin_token = args
         .admin_token
         .clone()
-        .or_else(|| secrets::existing_admin_token(&resolved));
+        .or_else(|| secrets::existing_admin_token(&store));
     let endpoint = seckill_bench::client::Endpoint::parse(&args.url)?;
     let target = Target::new(
         endpoint,

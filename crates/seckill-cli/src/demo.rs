@@ -5,7 +5,7 @@
 //! URL is printed first, to watch the rush live).
 
 use crate::bench::{verdict, write_outputs};
-use crate::config::LogFormat;
+use crate::config::{DEFAULT_LISTEN, LogFormat};
 use crate::secrets::{self, ADMIN_TOKEN_FILE, JWT_SECRET_FILE};
 use crate::serve::{init_logging, open_server, shutdown_signal};
 use anyhow::{Context, Result};
@@ -39,7 +39,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 100)]
     connections: usize,
     /// Address to serve on; port 0 picks a free one.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: String,
     /// Also write the run's report as JSON to FILE.
     #[arg(long)]

@@ -1,111 +1,94 @@
-//! The rate-limit settings of `seckill serve`: a flag or its `SECKILL_*`
-//! variable, else the config file, else the default.
+//! The rate-limit settings of `seckill serve`.
 
-use crate::config::FileConfig;
 use anyhow::{Result, anyhow};
 use clap::Args;
 use seckill_http::rate_limit::{
     self, Algorithm, DEFAULT_GLOBAL_RATE, DEFAULT_IP_BURST, DEFAULT_IP_RATE, DEFAULT_USER_BURST,
     DEFAULT_USER_RATE, Rate, RateLimitConfig, TrustedProxies,
 };
+use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
 
-#[derive(Args, Debug)]
-pub struct RateLimitArgs {
+#[derive(Args, Serialize, Deserialize)]
+#[serde(default = "crate::config::defaults")]
+pub struct RateLimitSettings {
     /// token_bucket (GCRA: the burst at once, then the rate), leaky_bucket
     /// (requests spaced at the rate; up to the burst wait for their slot)
-    /// or fixed_window (the burst per window of burst/rate seconds)
-    /// [default: token_bucket].
-    #[arg(long, env = "SECKILL_RATE_ALGORITHM", value_name = "ALGORITHM")]
-    rate_algorithm: Option<String>,
+    /// or fixed_window (the burst per window of burst/rate seconds).
+    #[arg(
+        long,
+        env = "SECKILL_RATE_ALGORITHM",
+        value_name = "ALGORITHM",
+        default_value = Algorithm::default().as_str()
+    )]
+    rate_algorithm: String,
     /// Requests per second per user on the limited routes; 0 turns the
-    /// limit off [default: 10].
-    #[arg(long, env = "SECKILL_USER_RATE", value_name = "PER_SECOND")]
-    user_rate: Option<u32>,
-    /// Requests a user may make at once [default: 20].
-    #[arg(long, env = "SECKILL_USER_BURST", value_name = "N")]
-    user_burst: Option<u32>,
-    /// Requests per second per client address; 0 turns the limit off
-    /// [default: 0, since a benchmark or a NAT puts many users behind one
-    /// address].
-    #[arg(long, env = "SECKILL_IP_RATE", value_name = "PER_SECOND")]
-    ip_rate: Option<u32>,
-    /// Requests a client address may make at once [default: 100].
-    #[arg(long, env = "SECKILL_IP_BURST", value_name = "N")]
-    ip_burst: Option<u32>,
+    /// limit off.
+    #[arg(long, env = "SECKILL_USER_RATE", value_name = "PER_SECOND", default_value_t = DEFAULT_USER_RATE)]
+    user_rate: u32,
+    /// Requests a user may make at once.
+    #[arg(long, env = "SECKILL_USER_BURST", value_name = "N", default_value_t = DEFAULT_USER_BURST)]
+    user_burst: u32,
+    /// Requests per second per client address; 0 turns the limit off (off
+    /// by default, since a benchmark or a NAT puts many users behind one
+    /// address).
+    #[arg(long, env = "SECKILL_IP_RATE", value_name = "PER_SECOND", default_value_t = DEFAULT_IP_RATE)]
+    ip_rate: u32,
+    /// Requests a client address may make at once.
+    #[arg(long, env = "SECKILL_IP_BURST", value_name = "N", default_value_t = DEFAULT_IP_BURST)]
+    ip_burst: u32,
     /// Requests per second for the whole engine on the limited routes; 0
-    /// turns the limit off [default: 0].
-    #[arg(long, env = "SECKILL_GLOBAL_RATE", value_name = "PER_SECOND")]
-    global_rate: Option<u32>,
+    /// turns the limit off.
+    #[arg(long, env = "SECKILL_GLOBAL_RATE", value_name = "PER_SECOND", default_value_t = DEFAULT_GLOBAL_RATE)]
+    global_rate: u32,
     /// A proxy (CIDR or address) whose X-Forwarded-For or X-Real-IP names
-    /// the client; repeatable [default: none, the TCP peer is the client].
+    /// the client; repeatable (none: the TCP peer is the client).
     #[arg(
         long = "trusted-proxy",
         env = "SECKILL_TRUSTED_PROXIES",
         value_name = "CIDR",
         value_delimiter = ','
     )]
-    trusted_proxies: Option<Vec<String>>,
+    trusted_proxies: Vec<String>,
     /// The routes limited, by name: purchase, purchase_token, pay, cancel,
-    /// get_order, list_orders, get_sale, stock, … [default: purchase].
+    /// get_order, list_orders, get_sale, stock, …
     #[arg(
         long,
         env = "SECKILL_RATE_LIMITED_ROUTES",
         value_name = "ROUTE,…",
-        value_delimiter = ','
+        value_delimiter = ',',
+        default_values_t = default_routes()
     )]
-    rate_limited_routes: Option<Vec<String>>,
+    rate_limited_routes: Vec<String>,
 }
 
-impl RateLimitArgs {
-    pub fn resolve(&self, file: &FileConfig) -> Result<RateLimitConfig> {
-        let algorithm = match self
+/// The routes limited unless configured, by name.
+fn default_routes() -> Vec<String> {
+    RateLimitConfig::default()
+        .routes
+        .iter()
+        .map(|route| route.label().to_owned())
+        .collect()
+}
+
+impl RateLimitSettings {
+    pub fn config(&self) -> Result<RateLimitConfig> {
+        let algorithm = self
             .rate_algorithm
-            .as_ref()
-            .or(file.rate_algorithm.as_ref())
-        {
-            Some(name) => name.parse::<Algorithm>().map_err(|e| anyhow!(e))?,
-            None => Algorithm::default(),
-        };
-        let setting =
-            |flag: Option<u32>, key: Option<u32>, default| flag.or(key).unwrap_or(default);
-        let user = Rate::new(
-            "user",
-            setting(self.user_rate, file.user_rate, DEFAULT_USER_RATE),
-            setting(self.user_burst, file.user_burst, DEFAULT_USER_BURST),
-        );
-        let ip = Rate::new(
-            "ip",
-            setting(self.ip_rate, file.ip_rate, DEFAULT_IP_RATE),
-            setting(self.ip_burst, file.ip_burst, DEFAULT_IP_BURST),
-        );
-        let global = NonZeroU32::new(setting(
-            self.global_rate,
-            file.global_rate,
-            DEFAULT_GLOBAL_RATE,
-        ));
-        let proxies = self
-            .trusted_proxies
-            .as_ref()
-            .or(file.trusted_proxies.as_ref());
-        let routes = match self
+            .parse::<Algorithm>()
+            .map_err(|e| anyhow!(e))?;
+        let routes = self
             .rate_limited_routes
-            .as_ref()
-            .or(file.rate_limited_routes.as_ref())
-        {
-            Some(names) => names
-                .iter()
-                .map(|name| rate_limit::route_named(name.trim()))
-                .collect::<Result<_, _>>()
-                .map_err(|e| anyhow!(e))?,
-            None => RateLimitConfig::default().routes,
-        };
+            .iter()
+            .map(|name| rate_limit::route_named(name.trim()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow!(e))?;
         Ok(RateLimitConfig {
             algorithm,
-            user: user.map_err(|e| anyhow!(e))?,
-            ip: ip.map_err(|e| anyhow!(e))?,
-            global,
-            trusted_proxies: TrustedProxies::parse(proxies.map_or(&[][..], Vec::as_slice))
+            user: Rate::new("user", self.user_rate, self.user_burst).map_err(|e| anyhow!(e))?,
+            ip: Rate::new("ip", self.ip_rate, self.ip_burst).map_err(|e| anyhow!(e))?,
+            global: NonZeroU32::new(self.global_rate),
+            trusted_proxies: TrustedProxies::parse(&self.trusted_proxies)
                 .map_err(|e| anyhow!(e))?,
             routes,
         })
@@ -115,18 +98,21 @@ impl RateLimitArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{ConfigFile, Layered};
     use clap::Parser;
     use seckill_http::route::Route;
 
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
-        rate_limit: RateLimitArgs,
+        rate_limit: Layered<RateLimitSettings>,
     }
 
     fn resolve(flags: &[&str], file: &str) -> Result<RateLimitConfig> {
         let cli = Cli::try_parse_from(std::iter::once("serve").chain(flags.iter().copied()))?;
-        cli.rate_limit.resolve(&toml::from_str(file)?)
+        cli.rate_limit
+            .resolve(&ConfigFile::from_text(file)?)?
+            .config()
     }
 
     #[test]

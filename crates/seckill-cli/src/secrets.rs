@@ -1,7 +1,7 @@
 //! The JWT secret and the admin token: given by the environment or the
 //! config file, or else generated once and kept in the data dir.
 
-use crate::config::Resolved;
+use crate::config::StoreSettings;
 use anyhow::{Context, Result};
 use rand::Rng;
 use std::fs::OpenOptions;
@@ -67,17 +67,17 @@ pub fn read_existing(path: &Path) -> Result<Secret> {
 
 /// The JWT secret of an existing engine, for tools that mint user tokens:
 /// `SECKILL_JWT_SECRET`, else the config file, else the data dir's file.
-pub fn existing_jwt_secret(resolved: &Resolved) -> Result<String> {
-    match given(resolved.file.jwt_secret.as_ref(), "SECKILL_JWT_SECRET") {
+pub fn existing_jwt_secret(store: &StoreSettings) -> Result<String> {
+    match given(store.jwt_secret.as_ref(), "SECKILL_JWT_SECRET") {
         Some(secret) => Ok(secret),
-        None => Ok(read_existing(&resolved.data_dir.join(JWT_SECRET_FILE))?.value),
+        None => Ok(read_existing(&store.data_dir.join(JWT_SECRET_FILE))?.value),
     }
 }
 
 /// The admin token of an existing engine, if it can be found the same way.
-pub fn existing_admin_token(resolved: &Resolved) -> Option<String> {
-    given(resolved.file.admin_token.as_ref(), "SECKILL_ADMIN_TOKEN").or_else(|| {
-        read_existing(&resolved.data_dir.join(ADMIN_TOKEN_FILE))
+pub fn existing_admin_token(store: &StoreSettings) -> Option<String> {
+    given(store.admin_token.as_ref(), "SECKILL_ADMIN_TOKEN").or_else(|| {
+        read_existing(&store.data_dir.join(ADMIN_TOKEN_FILE))
             .ok()
             .map(|secret| secret.value)
     })

@@ -24,7 +24,7 @@ pub struct TokenArgs {
 }
 
 pub fn run(args: TokenArgs) -> Result<()> {
-    let secret = secrets::existing_jwt_secret(&args.store.resolve()?)?;
+    let secret = secrets::existing_jwt_secret(&args.store.resolve()?.store)?;
     let key = EncodingKey::from_secret(secret.as_bytes()).context("the JWT secret is empty")?;
     let ttl = Duration::from_secs(args.ttl_secs);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -361,3 +361,36 @@ async fn bad_dashboard_settings_are_refused_at_start() {
         assert!(stderr.contains(says), "{flags:?}: {stderr}");
     }
 }
+
+/// A setting comes from its flag, else its variable, else the file: the
+/// token the dashboard asks for shows which one the engine took.
+#[tokio::test]
+async fn a_flag_wins_over_its_variable_which_wins_over_the_file() {
+    let config = tempfile::tempdir().expect("a dir");
+    let file = config.path().join("seckill.toml");
+    std::fs::write(&file, "dashboard_token = 'from-file'\n").expect("write the config");
+    let file = file.to_str().expect("a UTF-8 path");
+    let variable = [("SECKILL_DASHBOARD_TOKEN", "from-variable")];
+    for (flags, env, taken) in [
+        (vec!["--config", file], &[][..], "from-file"),
+        (vec!["--config", file], &variable[..], "from-variable"),
+        (
+            vec!["--config", file, "--dashboard-token", "from-flag"],
+            &variable[..],
+            "from-flag",
+        ),
+    ] {
+        let seckill = Seckill::start_in(&flags, env).await;
+        for token in ["from-file", "from-variable", "from-flag"] {
+            let expected = if token == taken {
+                StatusCode::OK
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            seckill
+                .get("/dashboard", &Auth::Bearer(token.into()))
+                .await
+                .assert_status(expected);
+        }
+    }
+}
