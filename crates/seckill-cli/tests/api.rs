@@ -2,10 +2,8 @@
 //! endpoint and its states, early refusals, listing orders, operations and
 //! graceful shutdown.
 
-mod common;
-
-use common::*;
 use futures::StreamExt;
+use seckill_test_support::*;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -323,7 +321,7 @@ async fn sigterm_drains_and_exits_zero() {
         assert_eq!(str_field(&order, "status"), "pending_payment");
     }
     let report = server.report(&sale).await;
-    report.assert_balanced();
+    assert_balanced(&report);
     assert!(
         report.pending_payment > acknowledged.len() as u64,
         "{} acknowledged (+1 before): {report:?}",

@@ -2,9 +2,7 @@
 //! the right 4xx with the exact error shape, change nothing, and leave the
 //! server serving.
 
-mod common;
-
-use common::*;
+use seckill_test_support::*;
 
 /// One hostile request and the answer it must get.
 struct Case {
@@ -81,7 +79,7 @@ struct Snapshot {
     sales: Value,
     sale: Value,
     stock: Value,
-    report: Report,
+    report: SaleReport,
     owner_orders: Vec<Value>,
 }
 

@@ -1,10 +1,8 @@
 //! `seckill bench` and `seckill demo` against a real engine on port 0: the
 //! counts they report, the checks they run afterwards, and their JSON.
 
-mod common;
-
-use common::*;
 use seckill_bench::BenchReport;
+use seckill_test_support::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 
@@ -18,7 +16,7 @@ fn bench(api: &Api, args: &[&str]) -> (Output, Value) {
 fn bench_at(api: &Api, url: &str, args: &[&str]) -> (Output, Value) {
     let dir = tempfile::tempdir().expect("a temporary dir");
     let json = dir.path().join("report.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_seckill"))
+    let output = Command::new(seckill_binary())
         .arg("bench")
         .args(["--url", url])
         .args(["--jwt-secret", api.jwt_secret()])
@@ -91,7 +89,7 @@ async fn a_rush_of_5000_on_500_sells_exactly_500_and_the_checks_hold() {
 
     // The engine agrees with what the bench reported.
     let after = seckill.report(&sale).await;
-    after.assert_balanced();
+    assert_balanced(&after);
     assert_eq!((after.pending_payment, after.remaining), (500, 0));
 }
 
@@ -254,7 +252,7 @@ async fn bad_arguments_are_refused_with_a_message() {
         (vec!["--scenario", "get", "--rate", "0"], "--rate"),
         (vec!["--scenario", "get", "--users", "0"], "at least 1"),
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_seckill"))
+        let output = Command::new(seckill_binary())
             .args(["bench", "--url", &seckill.base, "--jwt-secret", "x"])
             .args(&args)
             .output()
@@ -271,7 +269,7 @@ async fn bad_arguments_are_refused_with_a_message() {
 
 #[tokio::test]
 async fn demo_sells_exactly_its_stock_then_keeps_serving_until_sigterm() {
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_seckill"))
+    let mut demo = Command::new(seckill_binary())
         .args([
             "demo",
             "--users",

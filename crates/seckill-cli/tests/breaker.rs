@@ -4,9 +4,7 @@
 //! breaker opens and purchases are refused at once (503, nothing taken).
 //! Once the store is back, a probe closes the breaker and sales resume.
 
-mod common;
-
-use common::*;
+use seckill_test_support::*;
 use std::time::{Duration, Instant};
 
 #[tokio::test]

@@ -9,28 +9,14 @@
 //! SKIPPED. With `SECKILL_TEST_REDIS_URL` set (as in CI) a missing
 //! redis-server is a failure.
 
-mod common;
-#[path = "../../seckill-cluster/tests/common/private_redis.rs"]
-#[allow(dead_code)] // shared with the cluster crate's tests, which use all of it
-mod private_redis;
-#[path = "../../seckill-cluster/tests/common/relay.rs"]
-mod relay;
-#[path = "../../seckill-cluster/tests/common/sentinels.rs"]
-mod sentinels;
-
-use common::nginx::{Nginx, address_of, nginx_binary};
-use common::*;
 use futures::StreamExt;
-use private_redis::PrivateRedis;
-use relay::Relay;
-use sentinels::Sentinels;
+use seckill_test_support::nginx::{Nginx, address_of, nginx_binary};
+use seckill_test_support::services::{MYSQL_URL, POSTGRES_URL, configured};
+use seckill_test_support::*;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-
-const POSTGRES: &str = "SECKILL_TEST_DATABASE_URL_POSTGRES";
-const MYSQL: &str = "SECKILL_TEST_DATABASE_URL_MYSQL";
 
 /// A buffer small enough that the quota is exercised, not bypassed.
 const BUFFER: u64 = 10;
@@ -52,10 +38,7 @@ struct OrderDb {
 impl OrderDb {
     /// `None` (said out loud) when `var` is not set.
     async fn create(var: &str, test: &str) -> Option<Self> {
-        let Ok(base) = std::env::var(var) else {
-            eprintln!("SKIPPED: {test} on {var}: {var} not set");
-            return None;
-        };
+        let base = configured(test, var)?;
         sqlx::any::install_default_drivers();
         let name = format!("seckill_t{}", unique_suffix().replace('-', "_"));
         let admin = AnyPoolOptions::new()
@@ -165,13 +148,7 @@ impl Cluster {
             }
             None => db.url.clone(),
         };
-        let Some(redis) = PrivateRedis::start(redis_args).await else {
-            assert!(
-                std::env::var("SECKILL_TEST_REDIS_URL").is_err(),
-                "redis-server is missing and SECKILL_TEST_REDIS_URL is set"
-            );
-            return None;
-        };
+        let redis = PrivateRedis::start(redis_args).await?;
         let buffer = BUFFER.to_string();
         let mut all = vec![
             "--redis",
@@ -295,7 +272,7 @@ impl Cluster {
 
     /// `seckill reconcile` on the sale, with `extra` flags.
     fn reconcile(&self, sale: &str, extra: &[&str]) -> std::process::Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
+        std::process::Command::new(seckill_binary())
             .args(["reconcile", "--redis", &self.redis.url(), "--database"])
             .args([self.db.url.as_str(), "--sale", sale])
             .args(extra)
@@ -335,7 +312,7 @@ impl Cluster {
 /// `seckill reconcile` finds the Redis at `redis` and the database at
 /// `database` in agreement about the sale.
 fn assert_reconciled(redis: &str, database: &str, sale: &str) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
+    let output = std::process::Command::new(seckill_binary())
         .args(["reconcile", "--redis", redis, "--database", database])
         .args(["--sale", sale])
         .output()
@@ -500,12 +477,12 @@ async fn rush_through_nginx(db_var: &str, users: usize, stock: u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_nodes_behind_nginx_sell_exactly_the_stock_on_postgres() {
-    rush_through_nginx(POSTGRES, 20_000, 2_000).await;
+    rush_through_nginx(POSTGRES_URL, 20_000, 2_000).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_nodes_behind_nginx_sell_exactly_the_stock_on_mariadb() {
-    rush_through_nginx(MYSQL, 5_000, 500).await;
+    rush_through_nginx(MYSQL_URL, 5_000, 500).await;
 }
 
 /// Pay on one node what was bought on another; cancel and expiry put the
@@ -576,12 +553,12 @@ async fn order_lifecycle(db_var: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn orders_are_paid_cancelled_and_expired_across_nodes_on_postgres() {
-    order_lifecycle(POSTGRES).await;
+    order_lifecycle(POSTGRES_URL).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn orders_are_paid_cancelled_and_expired_across_nodes_on_mariadb() {
-    order_lifecycle(MYSQL).await;
+    order_lifecycle(MYSQL_URL).await;
 }
 
 /// `kill -9` of a node mid-rush: no oversell, every 202 becomes an order
@@ -589,7 +566,7 @@ async fn orders_are_paid_cancelled_and_expired_across_nodes_on_mariadb() {
 /// the other two sell its share: the sale sells out completely.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_killed_mid_rush_loses_nothing_and_the_rest_sell_out() {
-    let Some(mut cluster) = Cluster::start("node_killed", POSTGRES, 3, &[], &[]).await else {
+    let Some(mut cluster) = Cluster::start("node_killed", POSTGRES_URL, 3, &[], &[]).await else {
         return;
     };
     const STOCK: u64 = 600;
@@ -620,7 +597,7 @@ async fn a_node_killed_mid_rush_loses_nothing_and_the_rest_sell_out() {
 async fn redis_restarted_mid_sale_loses_no_acknowledged_reservation() {
     let aof = ["--appendonly", "yes", "--appendfsync", "always"];
     let flags = ["--redis-durability", "aof"];
-    let Some(mut cluster) = Cluster::start("redis_restarted", POSTGRES, 2, &aof, &flags).await
+    let Some(mut cluster) = Cluster::start("redis_restarted", POSTGRES_URL, 2, &aof, &flags).await
     else {
         return;
     };
@@ -653,7 +630,7 @@ async fn redis_restarted_mid_sale_loses_no_acknowledged_reservation() {
 #[tokio::test(flavor = "multi_thread")]
 async fn purchases_fail_closed_while_redis_is_down_and_resume_after() {
     let aof = ["--appendonly", "yes", "--appendfsync", "always"];
-    let Some(mut cluster) = Cluster::start("redis_down", POSTGRES, 1, &aof, &[]).await else {
+    let Some(mut cluster) = Cluster::start("redis_down", POSTGRES_URL, 1, &aof, &[]).await else {
         return;
     };
     let sale = cluster
@@ -691,7 +668,7 @@ async fn purchases_fail_closed_while_redis_is_down_and_resume_after() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_release_lost_with_its_node_is_made_by_the_other_nodes() {
     let aof = ["--appendonly", "yes", "--appendfsync", "always"];
-    let Some(mut cluster) = Cluster::start("release_lost", POSTGRES, 2, &aof, &[]).await else {
+    let Some(mut cluster) = Cluster::start("release_lost", POSTGRES_URL, 2, &aof, &[]).await else {
         return;
     };
     let sale = cluster
@@ -742,14 +719,20 @@ async fn a_release_lost_with_its_node_is_made_by_the_other_nodes() {
 /// back every acknowledged order becomes a row, with no node restarted.
 #[tokio::test(flavor = "multi_thread")]
 async fn purchases_go_on_while_the_database_is_unreachable() {
-    let Ok(base) = std::env::var(POSTGRES) else {
-        eprintln!("SKIPPED: database_unreachable on {POSTGRES}: {POSTGRES} not set");
+    let Some(base) = configured("database_unreachable", POSTGRES_URL) else {
         return;
     };
     let (_, target) = Relay::route(&base);
     let relay = Relay::start(target).await;
-    let Some(cluster) =
-        Cluster::start_through("database_unreachable", POSTGRES, 2, &[], &[], Some(&relay)).await
+    let Some(cluster) = Cluster::start_through(
+        "database_unreachable",
+        POSTGRES_URL,
+        2,
+        &[],
+        &[],
+        Some(&relay),
+    )
+    .await
     else {
         return;
     };
@@ -784,7 +767,7 @@ async fn purchases_go_on_while_the_database_is_unreachable() {
 /// at once, without waiting on Redis; Redis back, a probe closes it.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_open_redis_breaker_refuses_purchases_at_once() {
-    let Some(cluster) = Cluster::start("redis_hung", POSTGRES, 1, &[], &[]).await else {
+    let Some(cluster) = Cluster::start("redis_hung", POSTGRES_URL, 1, &[], &[]).await else {
         return;
     };
     let sale = cluster
@@ -826,7 +809,7 @@ async fn an_open_redis_breaker_refuses_purchases_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_keyed_retry_through_another_node_gets_its_answer() {
     let test = "keyed_retry";
-    let Some(mut cluster) = Cluster::start(test, POSTGRES, 2, &[], &[]).await else {
+    let Some(mut cluster) = Cluster::start(test, POSTGRES_URL, 2, &[], &[]).await else {
         return;
     };
     let sold_out = cluster
@@ -914,12 +897,12 @@ async fn text_no_store_keeps(db_var: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn text_no_store_keeps_is_refused_at_the_door_on_postgres() {
-    text_no_store_keeps(POSTGRES).await;
+    text_no_store_keeps(POSTGRES_URL).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn text_no_store_keeps_is_refused_at_the_door_on_mariadb() {
-    text_no_store_keeps(MYSQL).await;
+    text_no_store_keeps(MYSQL_URL).await;
 }
 
 /// A node that cannot reach its services yet: alive (`/healthz` 200) but
@@ -970,14 +953,10 @@ async fn assert_serves(node: &Seckill) {
 /// restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_started_before_redis_waits_for_it() {
-    let Some(db) = OrderDb::create(POSTGRES, "redis_late").await else {
+    let Some(db) = OrderDb::create(POSTGRES_URL, "redis_late").await else {
         return;
     };
     let Some(mut redis) = PrivateRedis::not_started(&[]) else {
-        assert!(
-            std::env::var("SECKILL_TEST_REDIS_URL").is_err(),
-            "redis-server is missing and SECKILL_TEST_REDIS_URL is set"
-        );
         return;
     };
     let mut node = Seckill::start_with(&["--redis", &redis.url(), "--database", &db.url]).await;
@@ -992,14 +971,10 @@ async fn a_node_started_before_redis_waits_for_it() {
 /// on its port yet) waits for it, and serves once the database is there.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_started_before_its_database_waits_for_it() {
-    let Some(db) = OrderDb::create(POSTGRES, "database_late").await else {
+    let Some(db) = OrderDb::create(POSTGRES_URL, "database_late").await else {
         return;
     };
     let Some(redis) = PrivateRedis::start(&[]).await else {
-        assert!(
-            std::env::var("SECKILL_TEST_REDIS_URL").is_err(),
-            "redis-server is missing and SECKILL_TEST_REDIS_URL is set"
-        );
         return;
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -1034,12 +1009,12 @@ async fn identities_in(db_var: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn identities_compare_byte_for_byte_on_postgres() {
-    identities_in(POSTGRES).await;
+    identities_in(POSTGRES_URL).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn identities_compare_byte_for_byte_on_mariadb() {
-    identities_in(MYSQL).await;
+    identities_in(MYSQL_URL).await;
 }
 
 /// libfaketime, which the test preloads into a node to move its clock.
@@ -1058,7 +1033,7 @@ fn faketime_library() -> Option<String> {
         .map(|library| library.display().to_string());
     if found.is_none() {
         assert!(
-            std::env::var("SECKILL_TEST_REDIS_URL").is_err(),
+            std::env::var_os(services::REDIS_URL).is_none(),
             "libfaketime is missing (apt-get install faketime) and SECKILL_TEST_REDIS_URL is set"
         );
         eprintln!("SKIPPED: libfaketime is not installed (apt-get install faketime)");
@@ -1103,7 +1078,7 @@ async fn nodes_with_clocks_30_s_off_follow_redis_clock() {
     let fast: &[(&str, &str)] = &[("LD_PRELOAD", &library), ("FAKETIME", "+30s")];
     let slow: &[(&str, &str)] = &[("LD_PRELOAD", &library), ("FAKETIME", "-30s")];
     let Some(mut cluster) =
-        Cluster::start_in("clock_skew", POSTGRES, &[fast, slow], &[], &[], None).await
+        Cluster::start_in("clock_skew", POSTGRES_URL, &[fast, slow], &[], &[], None).await
     else {
         return;
     };
@@ -1239,21 +1214,15 @@ async fn dashboard_unconfirmed(node: &Seckill, at_least: u64) -> u64 {
 /// that very order.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_503_after_a_short_durability_wait_is_counted_and_a_keyed_retry_gets_its_order() {
-    let Some(db) = OrderDb::create(POSTGRES, "unconfirmed").await else {
+    let Some(db) = OrderDb::create(POSTGRES_URL, "unconfirmed").await else {
         return;
     };
-    let missing = || {
-        assert!(
-            std::env::var("SECKILL_TEST_REDIS_URL").is_err(),
-            "redis-server is missing and SECKILL_TEST_REDIS_URL is set"
-        )
-    };
     let Some(primary) = PrivateRedis::start(&[]).await else {
-        return missing();
+        return;
     };
     let port = primary.port.to_string();
     let Some(replica) = PrivateRedis::start(&["--replicaof", "127.0.0.1", &port]).await else {
-        return missing();
+        return;
     };
     let client = redis::Client::open(primary.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -1396,14 +1365,8 @@ async fn split_brain(
     stock: u64,
     sentinel_url: bool,
 ) -> Option<(Sentinels, OrderDb, Vec<Seckill>, String, HashSet<String>)> {
-    let db = OrderDb::create(POSTGRES, test).await?;
-    let Some(set) = Sentinels::start().await else {
-        assert!(
-            std::env::var("SECKILL_TEST_REDIS_URL").is_err(),
-            "redis-server is missing and SECKILL_TEST_REDIS_URL is set"
-        );
-        return None;
-    };
+    let db = OrderDb::create(POSTGRES_URL, test).await?;
+    let set = Sentinels::start().await?;
     let url = if sentinel_url {
         set.url()
     } else {
@@ -1567,14 +1530,10 @@ async fn nodes_follow_a_sentinel_failover_and_sell_exactly_the_stock() {
 /// serves once it has one, without a restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_started_before_the_primary_waits_for_sentinel_and_a_replica() {
-    let Some(db) = OrderDb::create(POSTGRES, "sentinel_late").await else {
+    let Some(db) = OrderDb::create(POSTGRES_URL, "sentinel_late").await else {
         return;
     };
     let Some(mut set) = Sentinels::before_the_primary() else {
-        assert!(
-            std::env::var("SECKILL_TEST_REDIS_URL").is_err(),
-            "redis-server is missing and SECKILL_TEST_REDIS_URL is set"
-        );
         return;
     };
     let flags = [
@@ -1609,7 +1568,7 @@ async fn a_node_started_before_the_primary_waits_for_sentinel_and_a_replica() {
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_restarted_from_an_older_snapshot_sells_no_unit_twice() {
     let no_aof = ["--appendonly", "no"];
-    let Some(mut cluster) = Cluster::start("older_snapshot", POSTGRES, 2, &no_aof, &[]).await
+    let Some(mut cluster) = Cluster::start("older_snapshot", POSTGRES_URL, 2, &no_aof, &[]).await
     else {
         return;
     };
@@ -1674,7 +1633,8 @@ async fn redis_restarted_from_an_older_snapshot_sells_no_unit_twice() {
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_restarted_empty_brings_the_sale_back_by_itself() {
     let none = ["--appendonly", "no"];
-    let Some(mut cluster) = Cluster::start("restarted_empty", POSTGRES, 2, &none, &[]).await else {
+    let Some(mut cluster) = Cluster::start("restarted_empty", POSTGRES_URL, 2, &none, &[]).await
+    else {
         return;
     };
     const STOCK: u64 = 40;
@@ -1804,7 +1764,7 @@ async fn redis_restarted_empty_brings_the_sale_back_by_itself() {
 /// start rather than run as an embedded engine of its own.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_joins_by_the_contracts_variable_names() {
-    let Some(cluster) = Cluster::start("variable_names", POSTGRES, 1, &[], &[]).await else {
+    let Some(cluster) = Cluster::start("variable_names", POSTGRES_URL, 1, &[], &[]).await else {
         return;
     };
     let sale = cluster
@@ -1830,7 +1790,7 @@ async fn a_node_joins_by_the_contracts_variable_names() {
 
     for old in ["SECKILL_REDIS", "SECKILL_DATABASE"] {
         let data_dir = tempfile::tempdir().expect("a data dir");
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
+        let output = std::process::Command::new(seckill_binary())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("SECKILL_DATA_DIR", data_dir.path())
             .env(old, &redis)

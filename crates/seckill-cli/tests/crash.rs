@@ -2,10 +2,8 @@
 //! reservation survives), I1 across a crash (the stock is rebuilt from the
 //! durable orders, never oversold) and I4 across a restart.
 
-mod common;
-
-use common::*;
 use futures::StreamExt;
+use seckill_test_support::*;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -116,7 +114,7 @@ async fn acknowledged_orders_survive_kill_9() {
 
     // I1: the rebuilt counter agrees with the durable orders.
     let report = server.report(&sale).await;
-    report.assert_balanced();
+    assert_balanced(&report);
     assert_eq!(report.stock, STOCK);
     assert_eq!((report.paid, report.expired, report.cancelled), (0, 0, 0));
     assert!(
@@ -158,7 +156,7 @@ async fn acknowledged_orders_survive_kill_9() {
         .expect_error(StatusCode::CONFLICT, "sold_out");
 
     let report = server.report(&sale).await;
-    report.assert_balanced();
+    assert_balanced(&report);
     assert_eq!(
         (report.pending_payment, report.remaining),
         (STOCK, 0),

@@ -4,11 +4,8 @@
 //! still read right. Leaves screenshots at `target/dashboard.png` and
 //! `target/dashboard-quiet.png`.
 
-mod browser;
-mod common;
-
-use browser::Browser;
-use common::*;
+use seckill_test_support::browser::Browser;
+use seckill_test_support::*;
 use std::time::Duration;
 
 /// `buyers` distinct users, `workers` at a time, each paced so the rush

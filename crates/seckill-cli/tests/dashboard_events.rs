@@ -3,10 +3,8 @@
 //! the engine's memory (read from `/proc`) growing with them while a reader
 //! that reads still gets every snapshot, and the optional dashboard token.
 
-mod common;
-
-use common::*;
 use futures::{StreamExt, stream};
+use seckill_test_support::*;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};

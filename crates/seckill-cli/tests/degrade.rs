@@ -2,9 +2,7 @@
 //! traffic first and purchases last; automatic degradation steps down when
 //! requests keep failing and back up, one level at a time, once healthy.
 
-mod common;
-
-use common::*;
+use seckill_test_support::*;
 use std::time::{Duration, Instant};
 
 const DEGRADE: &str = "/api/v1/admin/degrade";

@@ -2,9 +2,7 @@
 //! JSON whose every query names a series that a real engine exposes, and
 //! the Prometheus example scrapes `/metrics`.
 
-mod common;
-
-use common::*;
+use seckill_test_support::*;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 

@@ -1,9 +1,7 @@
 //! The life of an order after its reservation: payment, expiry (I6),
 //! cancellation, and expiry across a restart.
 
-mod common;
-
-use common::*;
+use seckill_test_support::*;
 use std::time::{Duration, Instant};
 
 /// With a 1 s payment timeout: the unpaid order is expired by 2.5 s, cannot
@@ -39,7 +37,7 @@ async fn unpaid_order_expires_and_its_unit_returns() {
         .expect_error(StatusCode::CONFLICT, "order_expired");
 
     let report = server.report(&sale).await;
-    report.assert_balanced();
+    assert_balanced(&report);
     assert_eq!(
         (
             report.remaining,
@@ -86,7 +84,7 @@ async fn cancel_returns_the_unit() {
     assert_eq!(str_field(&order, "order_id"), order_id);
 
     let report = server.report(&sale).await;
-    report.assert_balanced();
+    assert_balanced(&report);
     assert_eq!(
         (report.remaining, report.pending_payment, report.cancelled),
         (3, 0, 1),
@@ -116,7 +114,7 @@ async fn cancel_returns_the_unit() {
         .expect_error(StatusCode::CONFLICT, "not_cancellable");
 
     let report = server.report(&sale).await;
-    report.assert_balanced();
+    assert_balanced(&report);
     assert_eq!(
         (
             report.remaining,
@@ -167,7 +165,7 @@ async fn payment_is_idempotent_per_reference() {
     assert_eq!(str_field(&order, "status"), "paid");
     assert_eq!(str_field(&order, "paid_at"), paid_at);
     let report = server.report(&sale).await;
-    report.assert_balanced();
+    assert_balanced(&report);
     assert_eq!(
         (report.paid, report.pending_payment, report.remaining),
         (1, 0, 1)
@@ -201,7 +199,7 @@ async fn orders_expire_across_a_restart() {
     )
     .await;
     let report = server.report(&sale).await;
-    report.assert_balanced();
+    assert_balanced(&report);
     assert_eq!(
         (report.remaining, report.pending_payment, report.expired),
         (3, 0, 1),

@@ -2,10 +2,8 @@
 //! the same answer and never a second order — concurrently, sequentially
 //! and across restarts — while other users, sales and keys are unaffected.
 
-mod common;
-
-use common::*;
 use futures::future::join_all;
+use seckill_test_support::*;
 use std::collections::HashSet;
 
 /// Ten concurrent retries with one key make one order of one unit, even
@@ -30,7 +28,7 @@ async fn concurrent_retries_make_one_order() {
     assert_eq!(retry.accepted(&sale), order_id);
 
     let report = server.report(&sale).await;
-    report.assert_balanced();
+    assert_balanced(&report);
     assert_eq!(
         (report.pending_payment, report.remaining),
         (1, 9),
@@ -122,7 +120,7 @@ async fn retry_after_restart_returns_the_same_order() {
     }
 
     let report = server.report(&sale).await;
-    report.assert_balanced();
+    assert_balanced(&report);
     assert_eq!(
         (report.pending_payment, report.remaining),
         (2, 8),

@@ -3,10 +3,9 @@
 //! is honoured, a header with critical extensions (`crit`) is refused, and
 //! `iss`/`aud` are checked when configured. Every refusal is 401.
 
-mod common;
-
-use common::*;
+use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use seckill_test_support::*;
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
@@ -49,15 +48,7 @@ fn with_header(algorithm: Algorithm, key: &EncodingKey, header: &Value, claims: 
 }
 
 fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |n, b| n << 8 | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
-        }
-    }
-    out
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn claims(sub: &str) -> Value {

@@ -2,9 +2,7 @@
 //! line; every answer carries an `X-Request-Id` (the client's, or a new
 //! one), and the log lines a request causes name it.
 
-mod common;
-
-use common::*;
+use seckill_test_support::*;
 
 #[tokio::test]
 async fn json_log_lines_name_the_request_that_caused_them() {

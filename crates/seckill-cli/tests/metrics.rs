@@ -2,9 +2,7 @@
 //! move with the traffic sent — N purchases, N more in the counters; the
 //! per-sale gauges follow the sale from memory.
 
-mod common;
-
-use common::*;
+use seckill_test_support::*;
 use std::collections::BTreeMap;
 
 /// One scrape: every sample line as (name, labels) → value.

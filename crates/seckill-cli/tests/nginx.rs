@@ -8,11 +8,9 @@
 //! "SKIPPED: nginx not installed", unless SECKILL_REQUIRE_NGINX=1 (as in CI),
 //! where that is a failure.
 
-mod common;
-
-use common::nginx::*;
-use common::*;
 use futures::StreamExt;
+use seckill_test_support::nginx::*;
+use seckill_test_support::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -359,13 +357,13 @@ async fn purchases_through_nginx_reach_the_node_a_client_sticks_to() {
         api.order_of(user, order).await;
     }
 
-    let mut holders = Vec::new();
+    let mut holders: Vec<SaleReport> = Vec::new();
     for node in &nodes {
         let resp = node
             .get(&format!("/api/v1/sales/{sale}/report"), &Auth::Admin)
             .await;
         match resp.status {
-            StatusCode::OK => holders.push(Report::from_json(&resp.json())),
+            StatusCode::OK => holders.push(resp.expect_as(StatusCode::OK)),
             _ => {
                 resp.expect_error(StatusCode::NOT_FOUND, "not_found");
             }
@@ -373,7 +371,7 @@ async fn purchases_through_nginx_reach_the_node_a_client_sticks_to() {
     }
     assert_eq!(holders.len(), 1, "exactly one node holds the sale");
     assert_eq!(holders[0].held(), 10);
-    holders[0].assert_balanced();
+    assert_balanced(&holders[0]);
 }
 
 // ---------------------------------------------------------------------------

@@ -3,12 +3,10 @@
 //! names only error codes the server has, with the statuses it sends them
 //! with. A route added without documentation fails here.
 
-mod common;
-
-use common::*;
 use seckill_core::ErrorCode;
 use seckill_http::error::status_of;
 use seckill_http::route::Route;
+use seckill_test_support::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 async fn document() -> Value {

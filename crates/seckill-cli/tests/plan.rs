@@ -2,11 +2,12 @@
 //! `--json` and the table, a bench report feeds the per-node QPS, and bad
 //! input is refused with a message rather than a panic.
 
+use seckill_test_support::seckill_binary;
 use serde_json::Value;
 use std::process::{Command, Output};
 
 fn seckill_plan(flags: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seckill"))
+    Command::new(seckill_binary())
         .arg("plan")
         .args(flags)
         .output()

@@ -2,9 +2,7 @@
 //! sells only to a buyer holding a token issued to them, for that sale,
 //! while it was open.
 
-mod common;
-
-use common::*;
+use seckill_test_support::*;
 
 fn token_path(sale: &str) -> String {
     format!("/api/v1/sales/{sale}/purchase-token")
@@ -81,7 +79,7 @@ async fn a_guarded_sale_sells_only_with_the_buyers_own_token() {
         .await
         .accepted(&sale);
     let report = seckill.report(&sale).await;
-    report.assert_balanced();
+    assert_balanced(&report);
     assert_eq!(report.pending_payment, 2);
 }
 

@@ -7,10 +7,8 @@
 //! actually took (`rate × elapsed + burst`), so a slow machine cannot make
 //! them fail, only looser.
 
-mod common;
-
-use common::*;
 use futures::future::join_all;
+use seckill_test_support::*;
 use std::time::{Duration, Instant};
 
 /// A sale no rate-limit test can sell out or hit the per-user limit of.

@@ -3,10 +3,8 @@
 //! stock is a small uncached-for-long answer; `/readyz` says what it waits
 //! for until the engine is warm.
 
-mod common;
-
-use common::*;
 use seckill_sqlite::DATABASE_FILE;
+use seckill_test_support::*;
 
 async fn get_with(api: &Api, path: &str, if_none_match: &str) -> Resp {
     api.call(

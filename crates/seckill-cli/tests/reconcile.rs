@@ -10,29 +10,14 @@ use seckill_cluster::consumer::{Consumer, ConsumerConfig};
 use seckill_cluster::orders::SqlOrders;
 use seckill_core::{OrderId, Sale, SaleId, Timestamp, UserId};
 use seckill_engine::CancelOutcome;
+use seckill_test_support::seckill_binary;
+use seckill_test_support::services::{DATABASE_URLS, REDIS_URL, configured};
 use serde_json::Value;
-use std::io::Write;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-const REDIS_URL: &str = "SECKILL_TEST_REDIS_URL";
-const DATABASE_URLS: [&str; 2] = [
-    "SECKILL_TEST_DATABASE_URL_POSTGRES",
-    "SECKILL_TEST_DATABASE_URL_MYSQL",
-];
-
-/// The variable's value, or `None` said out loud (even when the test's
-/// output is captured).
-fn configured(test: &str, var: &str) -> Option<String> {
-    let value = std::env::var(var).ok().filter(|v| !v.is_empty());
-    if value.is_none() {
-        let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: set {var}");
-    }
-    value
-}
-
 fn seckill_reconcile(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seckill"))
+    Command::new(seckill_binary())
         .arg("reconcile")
         .args(args)
         .output()
@@ -207,7 +192,7 @@ async fn reconcile_into_a_closed_pipe_ends_quietly() {
         .expect("connect to Redis");
     let store = SqlOrders::connect(&database_url).await.expect("database");
     let (sale, _) = sale_with_orders(&redis, &store).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_seckill"))
+    let mut child = Command::new(seckill_binary())
         .args([
             "reconcile",
             "--redis",

@@ -2,15 +2,12 @@
 //! (another origin than the engine's, as from a CDN) in a real headless
 //! Chromium, it shows the live stock and buys through the engine's CORS.
 
-mod browser;
-mod common;
-
-use browser::Browser;
-use common::*;
+use seckill_test_support::browser::Browser;
+use seckill_test_support::*;
 use std::process::Command;
 
 fn render(api: &Api, sale: &str, out: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_seckill"))
+    Command::new(seckill_binary())
         .args(["render", "--sale", sale, "--url", &api.base, "--out"])
         .arg(out)
         .output()

@@ -2,10 +2,8 @@
 //! oversell), I4 (per-user limit under concurrent retries) and that every
 //! refusal is a clean 409.
 
-mod common;
-
-use common::*;
 use futures::future::join_all;
+use seckill_test_support::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// 1,000 users fire two purchases each, all at once, at 100 units with a
@@ -62,7 +60,7 @@ async fn two_thousand_attempts_sell_exactly_the_stock() {
     join_all(reads).await;
 
     let report = server.report(&sale).await;
-    report.assert_balanced();
+    assert_balanced(&report);
     assert_eq!(
         (
             report.pending_payment,
@@ -118,7 +116,7 @@ async fn multi_unit_requests_are_all_or_nothing() {
         );
     }
     let report = server.report(&sale).await;
-    report.assert_balanced();
+    assert_balanced(&report);
     assert_eq!(
         (report.pending_payment, report.remaining),
         (9, 1),
@@ -185,7 +183,7 @@ async fn mixed_quantities_respect_limit_and_stock() {
         assert_eq!(listed, *units, "{user}'s orders");
     }
     let report = server.report(&sale).await;
-    report.assert_balanced();
+    assert_balanced(&report);
     assert_eq!(report.pending_payment, reserved, "{report:?}");
     assert_eq!(report.remaining, STOCK - reserved, "{report:?}");
 

@@ -6,9 +6,7 @@
 //! that would pin the engine without a request are closed: a head that
 //! does not come, or one too large.
 
-mod common;
-
-use common::*;
+use seckill_test_support::*;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -1,9 +1,7 @@
 //! `--tls-cert` / `--tls-key`: the engine speaks HTTPS (HTTP/1.1 over
 //! rustls) and nothing else on that port.
 
-mod common;
-
-use common::*;
+use seckill_test_support::*;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -8,6 +8,7 @@ use seckill_cluster::authority::{
     StockLevel,
 };
 use seckill_core::{OrderId, SaleId, Timestamp, UserId};
+use seckill_test_support::services::redis_url;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ fn request<'a>(
 
 #[tokio::test]
 async fn every_status_of_reserve() {
-    let Some(url) = common::redis_url() else {
+    let Some(url) = redis_url() else {
         return;
     };
     let redis = authority(&url).await;
@@ -166,7 +167,7 @@ async fn every_status_of_reserve() {
 
 #[tokio::test]
 async fn one_key_is_one_order_across_nodes() {
-    let Some(url) = common::redis_url() else {
+    let Some(url) = redis_url() else {
         return;
     };
     let nodes = [authority(&url).await, authority(&url).await];
@@ -206,7 +207,7 @@ async fn one_key_is_one_order_across_nodes() {
 
 #[tokio::test]
 async fn a_crowd_takes_exactly_the_stock() {
-    let Some(url) = common::redis_url() else {
+    let Some(url) = redis_url() else {
         return;
     };
     let nodes = [authority(&url).await, authority(&url).await];
@@ -247,7 +248,7 @@ async fn a_crowd_takes_exactly_the_stock() {
 
 #[tokio::test]
 async fn concurrent_retries_never_pass_the_user_limit() {
-    let Some(url) = common::redis_url() else {
+    let Some(url) = redis_url() else {
         return;
     };
     let nodes = [authority(&url).await, authority(&url).await];
@@ -280,7 +281,7 @@ async fn concurrent_retries_never_pass_the_user_limit() {
 
 #[tokio::test]
 async fn release_is_idempotent_and_announced() {
-    let Some(url) = common::redis_url() else {
+    let Some(url) = redis_url() else {
         return;
     };
     let redis = authority(&url).await;

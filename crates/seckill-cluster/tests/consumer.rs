@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Relay, connection, database_urls, databases, new_sale, now, redis};
+use common::{databases, new_sale, now};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{
@@ -17,6 +17,8 @@ use seckill_cluster::orders::SqlOrders;
 use seckill_cluster::queue::queue_position;
 use seckill_cluster::stream::ORDERS_GROUP;
 use seckill_core::{OrderId, SaleId};
+use seckill_test_support::Relay;
+use seckill_test_support::services::{connection, database_urls, redis};
 use std::time::{Duration, Instant};
 
 const HOUR_MS: i64 = 3_600_000;

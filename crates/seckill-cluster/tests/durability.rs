@@ -3,12 +3,14 @@
 
 mod common;
 
-use common::{PrivateRedis, lift_fence, reservations, sale};
+use common::{lift_fence, reservations, sale};
 use seckill_cluster::authority::{
     AuthorityConfig, AuthorityError, Durability, RedisAuthority, ReserveOutcome, ReserveRequest,
 };
 use seckill_cluster::consumer::{Consumer, ConsumerConfig};
 use seckill_core::{OrderId, SaleId, UserId};
+use seckill_test_support::PrivateRedis;
+use seckill_test_support::services::raw;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,7 +58,7 @@ async fn until_answered(redis: &RedisAuthority, sale: &SaleId, user: &str) -> Re
 async fn redis_version(url: &str) -> (u32, u32) {
     let info: String = redis::cmd("INFO")
         .arg("server")
-        .query_async(&mut common::raw(url).await)
+        .query_async(&mut raw(url).await)
         .await
         .unwrap();
     let version = info
@@ -312,7 +314,7 @@ async fn in_sync(primary: &PrivateRedis) {
     for _ in 0..100 {
         let info: String = redis::cmd("INFO")
             .arg("replication")
-            .query_async(&mut common::raw(&primary.url()).await)
+            .query_async(&mut raw(&primary.url()).await)
             .await
             .unwrap();
         if info.contains("state=online") {

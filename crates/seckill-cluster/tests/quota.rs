@@ -4,11 +4,12 @@
 
 mod common;
 
-use common::{PrivateRedis, reservations, sale};
+use common::{reservations, sale};
 use seckill_cluster::authority::{AuthorityConfig, RedisAuthority, ReserveOutcome, ReserveRequest};
 use seckill_cluster::nodes::Heartbeat;
 use seckill_cluster::quota::{QuotaStats, Quotas};
 use seckill_core::{OrderId, Sale, UserId};
+use seckill_test_support::PrivateRedis;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{authority, connection, databases};
+use common::{authority, databases};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use seckill_cluster::authority::keys::SaleKeys;
@@ -17,6 +17,8 @@ use seckill_cluster::orders::SqlOrders;
 use seckill_cluster::reconcile::{RecentReleases, ReconcileError, Reconciler, Repair, Report};
 use seckill_core::{OrderId, SaleId, Timestamp, UserId};
 use seckill_engine::{CancelOutcome, PayOutcome};
+use seckill_test_support::services::{connection, database_urls, redis_url};
+use seckill_test_support::{PrivateRedis, Relay};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -33,7 +35,7 @@ struct Fixture {
 impl Fixture {
     /// A fixture per configured database, each with a new sale of `stock`.
     async fn each(test: &str, stock: u64) -> Vec<Fixture> {
-        let Some(url) = common::redis_url() else {
+        let Some(url) = redis_url() else {
             return Vec::new();
         };
         Self::each_on(&url, test, stock).await
@@ -280,10 +282,10 @@ async fn units_never_released_after_a_crash_are_released_by_repair() {
 #[tokio::test]
 async fn recent_releases_are_made_by_the_nodes_pass_and_older_ones_left() {
     // The mark is one key for the whole Redis: a Redis of the test's own.
-    if common::redis_url().is_none() {
+    if redis_url().is_none() {
         return;
     }
-    let Some(private) = common::PrivateRedis::start(&[]).await else {
+    let Some(private) = PrivateRedis::start(&[]).await else {
         panic!("redis-server is missing and SECKILL_TEST_REDIS_URL is set");
     };
     let mark = "seckill:releases_checked";
@@ -703,16 +705,16 @@ async fn an_acknowledged_reservation_without_a_row_is_reported() {
 #[tokio::test]
 async fn rows_stored_after_redis_lost_their_entries_fence_the_sale() {
     let test = "rows_stored_after_redis_lost_their_entries";
-    if common::redis_url().is_none() {
+    if redis_url().is_none() {
         return;
     }
-    let Some(mut private) = common::PrivateRedis::start(&["--appendonly", "no"]).await else {
+    let Some(mut private) = PrivateRedis::start(&["--appendonly", "no"]).await else {
         panic!("redis-server is missing and SECKILL_TEST_REDIS_URL is set");
     };
-    for (var, url) in common::database_urls(test) {
+    for (var, url) in database_urls(test) {
         let direct = SqlOrders::connect(&url).await.expect(var);
-        let (template, target) = common::Relay::route(&url);
-        let relay = common::Relay::start(target).await;
+        let (template, target) = Relay::route(&url);
+        let relay = Relay::start(target).await;
         let relayed = SqlOrders::connect(&template.replace("RELAY", &relay.addr.to_string()))
             .await
             .expect("connect through the relay");

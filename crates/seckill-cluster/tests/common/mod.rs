@@ -1,15 +1,7 @@
-//! Shared by the cluster tests: the real databases and Redis named by the
-//! environment (or a private `redis-server` a test starts and stops), sales
-//! and reservations that no other test touches, and raw reads of the Redis
-//! data model.
+//! Shared by the cluster tests, in the crate's own types: the authority and
+//! the order stores on the real Redis and databases, sales and reservations
+//! that no other test touches, and raw reads of the Redis data model.
 #![allow(dead_code)] // each test binary uses its own part
-
-mod private_redis;
-mod relay;
-#[allow(unused_imports)] // not every test binary starts one
-pub use private_redis::PrivateRedis;
-#[allow(unused_imports)] // not every test binary cuts a database off
-pub use relay::Relay;
 
 use redis::AsyncCommands;
 use seckill_cluster::authority::keys::SaleKeys;
@@ -17,18 +9,10 @@ use seckill_cluster::authority::{AuthorityConfig, RedisAuthority};
 use seckill_cluster::orders::SqlOrders;
 use seckill_core::{OrderId, Sale, SaleId, Timestamp, UserId};
 use seckill_engine::Reservation;
+use seckill_test_support::services::{database_urls, raw};
 use std::collections::HashMap;
-use std::io::Write;
 
-/// The shared Redis, or `None` (said out loud) when it is not configured.
-pub fn redis_url() -> Option<String> {
-    let url = std::env::var(REDIS_URL).ok().filter(|u| !u.is_empty());
-    if url.is_none() {
-        let _ = writeln!(std::io::stderr(), "SKIPPED: {REDIS_URL} not set");
-    }
-    url
-}
-
+/// The authority on the Redis at `url`, with the default settings.
 pub async fn authority(url: &str) -> RedisAuthority {
     RedisAuthority::connect(AuthorityConfig::new(url))
         .await
@@ -50,14 +34,6 @@ pub fn sale(stock: u64, per_user_limit: u64) -> Sale {
         require_purchase_token: false,
         created_at: now,
     }
-}
-
-pub async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
 }
 
 /// The reservations stream of a sale, each entry's fields.
@@ -94,35 +70,13 @@ pub async fn lift_fence(url: &str, sale: &SaleId) {
         .unwrap();
 }
 
+/// Units held per user of a sale, as Redis counts them.
 pub async fn buyers(url: &str, sale: &SaleId) -> HashMap<String, u64> {
     raw(url)
         .await
         .hgetall(SaleKeys::new(sale).buyers)
         .await
         .unwrap()
-}
-
-pub const POSTGRES_URL: &str = "SECKILL_TEST_DATABASE_URL_POSTGRES";
-pub const MYSQL_URL: &str = "SECKILL_TEST_DATABASE_URL_MYSQL";
-pub const REDIS_URL: &str = "SECKILL_TEST_REDIS_URL";
-
-/// Says so on the terminal even when the test's output is captured.
-pub fn skipped(test: &str, var: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {test} on {var}: {var} not set");
-}
-
-/// The URLs of the databases to test against, each with its variable.
-pub fn database_urls(test: &str) -> Vec<(&'static str, String)> {
-    [POSTGRES_URL, MYSQL_URL]
-        .into_iter()
-        .filter_map(|var| match std::env::var(var) {
-            Ok(url) => Some((var, url)),
-            Err(_) => {
-                skipped(test, var);
-                None
-            }
-        })
-        .collect()
 }
 
 /// A store on each configured database.
@@ -137,21 +91,7 @@ pub async fn databases(test: &str) -> Vec<SqlOrders> {
     stores
 }
 
-pub fn redis() -> Option<redis::Client> {
-    redis_url().map(|url| redis::Client::open(url).expect(REDIS_URL))
-}
-
-/// A connection that waits for large replies (the default gives up after
-/// 500 ms, which a debug build on a busy machine can exceed).
-pub async fn connection(client: &redis::Client) -> redis::aio::MultiplexedConnection {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_response_timeout(Some(std::time::Duration::from_secs(10)));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .expect(REDIS_URL)
-}
-
+/// Milliseconds since the epoch, as the crate's timestamps count them.
 pub fn now() -> i64 {
     Timestamp::now().as_millis()
 }
@@ -163,6 +103,7 @@ pub async fn new_sale(store: &SqlOrders) -> SaleId {
     sale.id
 }
 
+/// A reservation of one unit of `sale` by `user`, due at `expires_at_ms`.
 pub fn reservation(sale: &SaleId, user: &str, expires_at_ms: i64) -> Reservation {
     Reservation {
         order_id: OrderId::generate(),

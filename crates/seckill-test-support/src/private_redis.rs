@@ -1,16 +1,18 @@
 //! A `redis-server` of a test's own, on a free port and in its own
 //! directory, that the test can kill and restart (AOF survival, outages).
-//! Shared with the engine's cluster tests (`crates/seckill-cli/tests`).
 
+use crate::free_port;
+use crate::services::REDIS_URL;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// A `redis-server` of the test's own on a free port, in its own directory.
 pub struct PrivateRedis {
+    /// The port it listens on (127.0.0.1).
     pub port: u16,
-    pub dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     args: Vec<String>,
     child: Option<Child>,
 }
@@ -19,7 +21,7 @@ impl PrivateRedis {
     const BINARY: &str = "/usr/bin/redis-server";
 
     /// Starts one with `args` added to port, dir and no snapshots; `None`
-    /// (said out loud) when redis-server is not installed.
+    /// as for [`PrivateRedis::not_started`].
     pub async fn start(args: &[&str]) -> Option<Self> {
         let mut redis = Self::not_started(args)?;
         redis.restart().await;
@@ -27,30 +29,30 @@ impl PrivateRedis {
     }
 
     /// One with its port and directory chosen but not started yet: its
-    /// port refuses connections until [`PrivateRedis::restart`].
+    /// port refuses connections until [`PrivateRedis::restart`]. `None`
+    /// (said out loud) without redis-server; with SECKILL_TEST_REDIS_URL
+    /// set (as in CI) that is a failure.
     pub fn not_started(args: &[&str]) -> Option<Self> {
         if !Path::new(Self::BINARY).exists() {
+            assert!(
+                std::env::var_os(REDIS_URL).is_none(),
+                "{} is missing and {REDIS_URL} is set",
+                Self::BINARY
+            );
             let _ = writeln!(std::io::stderr(), "SKIPPED: {} not found", Self::BINARY);
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
         Some(Self {
-            port,
+            port: free_port(),
             dir: tempfile::tempdir().unwrap(),
             args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         })
     }
 
+    /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn dir(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
     }
 
     /// Sends a signal to the server (e.g. STOP, CONT).

@@ -1,6 +1,5 @@
 //! A TCP relay that can be cut, to make a database unreachable without
-//! stopping it. Shared with the engine's cluster tests
-//! (`crates/seckill-cli/tests`).
+//! stopping it.
 
 use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};
@@ -9,11 +8,14 @@ use tokio::sync::watch;
 /// A TCP relay to a database that can be cut: while cut, it drops every
 /// connection, open or new — the database as seen through a dead network.
 pub struct Relay {
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// `false` cuts it, `true` lets connections through again.
     pub open: watch::Sender<bool>,
 }
 
 impl Relay {
+    /// A relay to `target` (HOST:PORT) on a free loopback port, open.
     pub async fn start(target: String) -> Self {
         Self::start_on("127.0.0.1:0".parse().unwrap(), target).await
     }

@@ -6,8 +6,7 @@
 //! pass, unless `SECKILL_REQUIRE_BROWSER=1` (set by CI), which makes a
 //! missing browser a failure.
 
-#![allow(dead_code)] // each test file uses a different subset
-
+use crate::PATIENCE;
 use base64::Engine;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -19,7 +18,6 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const PATIENCE: Duration = Duration::from_secs(30);
 const CANDIDATES: [&str; 4] = [
     "chromium",
     "chromium-browser",
@@ -67,6 +65,7 @@ pub struct Page {
 }
 
 impl Browser {
+    /// Starts `executable` headless and connects to its DevTools endpoint.
     pub async fn launch(executable: &Path) -> Self {
         let profile = tempfile::tempdir().expect("a profile dir");
         let mut process = Command::new(executable)

@@ -1,7 +1,7 @@
 //! nginx in front of real nodes: finds the binary, writes a config with
 //! `seckill nginx-conf`, runs it on a free port and reads its logs.
 
-use super::{PATIENCE, Seckill};
+use crate::{PATIENCE, Seckill, free_port, seckill_binary};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -30,7 +30,7 @@ pub fn nginx_binary() -> Option<PathBuf> {
 
 /// Runs `seckill nginx-conf ARGS`.
 pub fn nginx_conf(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seckill"))
+    Command::new(seckill_binary())
         .arg("nginx-conf")
         .args(args)
         .output()
@@ -76,7 +76,8 @@ pub fn write_conf(prefix: &Path, listen: &str, nodes: &[String], extra: &[&str])
 /// A running nginx (`daemon off`, its own process group), stopped when dropped.
 pub struct Nginx {
     child: Child,
-    pub prefix: tempfile::TempDir,
+    prefix: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT`, where nginx listens.
     pub base: String,
 }
 
@@ -86,7 +87,7 @@ impl Nginx {
     pub async fn start(nginx: &Path, nodes: &[String], extra: &[&str]) -> Self {
         for _attempt in 0..3 {
             let prefix = prefix_dir();
-            let listen = free_address();
+            let listen = format!("127.0.0.1:{}", free_port());
             let mut args = vec!["--daemon", "off"];
             args.extend(extra);
             let conf = write_conf(prefix.path(), &listen, nodes, &args);
@@ -121,7 +122,7 @@ impl Nginx {
     }
 
     /// True once nginx accepts connections; false if it exited.
-    pub async fn wait_until_listening(&mut self, listen: &str) -> bool {
+    async fn wait_until_listening(&mut self, listen: &str) -> bool {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if self.child.try_wait().expect("poll nginx").is_some() {
@@ -138,7 +139,7 @@ impl Nginx {
         }
     }
 
-    pub fn error_log(&self) -> String {
+    fn error_log(&self) -> String {
         let read =
             |name| std::fs::read_to_string(self.prefix.path().join(name)).unwrap_or_default();
         format!("{}{}", read("stderr.log"), read("error.log"))
@@ -165,7 +166,7 @@ impl Nginx {
     }
 
     /// Signals nginx's whole process group (master and workers).
-    pub fn signal_group(&self, signal: &str) {
+    fn signal_group(&self, signal: &str) {
         let _ = Command::new("kill")
             .args([signal, "--", &format!("-{}", self.child.id())])
             .stderr(Stdio::null())
@@ -186,12 +187,6 @@ impl Drop for Nginx {
             eprintln!("--- nginx error log ---\n{}", self.error_log());
         }
     }
-}
-
-/// A 127.0.0.1 address nobody listened on a moment ago.
-pub fn free_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").to_string()
 }
 
 /// `HOST:PORT` of a running server.

@@ -1,15 +1,21 @@
 //! A primary, one replica and three sentinels of a test's own (quorum 2,
 //! a primary is down after 1 s), all `redis-server` processes on free
 //! loopback ports, so that a test can stop or kill the primary and watch
-//! Sentinel promote the replica. Shared with the engine's cluster tests.
+//! Sentinel promote the replica.
 
-use super::private_redis::PrivateRedis;
+use crate::eventually;
+use crate::free_port;
+use crate::private_redis::PrivateRedis;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The name the sentinels monitor the primary under.
-pub const SERVICE: &str = "seckill";
+const SERVICE: &str = "seckill";
 
+/// How long a failover and the resyncs around it may take.
+const FAILOVER_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The primary, its replica and the sentinels; all killed when dropped.
 pub struct Sentinels {
     /// The first primary (after a failover, a replica of the other one).
     pub primary: PrivateRedis,
@@ -28,28 +34,27 @@ impl Sentinels {
         sentinels.primary.restart().await;
         sentinels.start_replica().await;
         let (port, ports) = (sentinels.replica.port, sentinels.ports.clone());
-        sentinels
-            .eventually("the sentinels know the replica", || {
-                let ports = ports.clone();
-                async move {
-                    for sentinel in ports {
-                        let replicas: Vec<Vec<String>> = query(
-                            sentinel,
-                            redis::cmd("SENTINEL").arg("REPLICAS").arg(SERVICE),
-                        )
-                        .await
-                        .unwrap_or_default();
-                        let listed = replicas
-                            .iter()
-                            .any(|fields| fields.iter().any(|f| f == &port.to_string()));
-                        if !listed {
-                            return None;
-                        }
+        eventually(FAILOVER_PATIENCE, "the sentinels know the replica", || {
+            let ports = ports.clone();
+            async move {
+                for sentinel in ports {
+                    let replicas: Vec<Vec<String>> = query(
+                        sentinel,
+                        redis::cmd("SENTINEL").arg("REPLICAS").arg(SERVICE),
+                    )
+                    .await
+                    .unwrap_or_default();
+                    let listed = replicas
+                        .iter()
+                        .any(|fields| fields.iter().any(|f| f == &port.to_string()));
+                    if !listed {
+                        return None;
                     }
-                    Some(())
                 }
-            })
-            .await;
+                Some(())
+            }
+        })
+        .await;
         Some(sentinels)
     }
 
@@ -100,7 +105,7 @@ impl Sentinels {
     pub async fn start_replica(&mut self) {
         self.replica.restart().await;
         let primary = self.primary.port;
-        self.eventually("the replica is in sync", || async move {
+        eventually(FAILOVER_PATIENCE, "the replica is in sync", || async move {
             let info: String = query(primary, redis::cmd("INFO").arg("replication"))
                 .await
                 .ok()?;
@@ -120,7 +125,7 @@ impl Sentinels {
     }
 
     /// The port of the primary the sentinels name now.
-    pub async fn primary_port(&self) -> Option<u16> {
+    async fn primary_port(&self) -> Option<u16> {
         for sentinel in &self.ports {
             let addr: Option<(String, u16)> = query(
                 *sentinel,
@@ -142,32 +147,24 @@ impl Sentinels {
     /// primary has become its replica (its writes since the failover gone).
     pub async fn until_failed_over(&self) {
         let (old, new) = (self.primary.port, self.replica.port);
-        self.eventually("Sentinel promoted the replica", || async move {
-            (self.primary_port().await == Some(new)).then_some(())
-        })
+        eventually(
+            FAILOVER_PATIENCE,
+            "Sentinel promoted the replica",
+            || async move { (self.primary_port().await == Some(new)).then_some(()) },
+        )
         .await;
-        self.eventually("the old primary follows the new one", || async move {
-            let info: String = query(old, redis::cmd("INFO").arg("replication"))
-                .await
-                .ok()?;
-            (info.contains("role:slave") && info.contains("master_link_status:up")).then_some(())
-        })
+        eventually(
+            FAILOVER_PATIENCE,
+            "the old primary follows the new one",
+            || async move {
+                let info: String = query(old, redis::cmd("INFO").arg("replication"))
+                    .await
+                    .ok()?;
+                (info.contains("role:slave") && info.contains("master_link_status:up"))
+                    .then_some(())
+            },
+        )
         .await;
-    }
-
-    async fn eventually<T, F, Fut>(&self, what: &str, mut check: F) -> T
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Option<T>>,
-    {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(value) = check().await {
-                return value;
-            }
-            assert!(Instant::now() < deadline, "gave up waiting: {what}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 }
 
@@ -191,11 +188,4 @@ pub async fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> Res
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(_) => Err(format!("no answer from port {port}")),
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
 }
