@@ -478,7 +478,7 @@ impl Resp {
         let order_id = str_field(&body, "order_id");
         assert!(!order_id.is_empty(), "empty order id: {body}");
         assert_eq!(str_field(&body, "sale_id"), sale_id, "{body}");
-        // Cluster mode answers before the order's row exists (API.md).
+        // Cluster mode answers `queued`, before the order's row exists.
         let status = str_field(&body, "status");
         assert!(status == "pending_payment" || status == "queued", "{body}");
         parse_rfc3339_millis(&str_field(&body, "expires_at"));

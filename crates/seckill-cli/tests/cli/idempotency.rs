@@ -178,7 +178,7 @@ async fn a_retry_gets_its_answer_after_the_sale_sold_out_or_ended() {
 
 /// SQLite compares user ids and keys byte for byte: `victim ` and `VICTIM`
 /// are not `victim` (the same case runs on PostgreSQL and MariaDB in
-/// `tests/cluster.rs`).
+/// the `cluster` module).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identities_compare_byte_for_byte_on_sqlite() {
     let server = Seckill::start().await;

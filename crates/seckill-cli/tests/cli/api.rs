@@ -1,4 +1,4 @@
-//! The happy paths of API.md not covered elsewhere: sales, the stock
+//! The happy paths of the API not covered elsewhere: sales, the stock
 //! endpoint and its states, early refusals, listing orders, operations and
 //! graceful shutdown.
 
@@ -189,7 +189,7 @@ async fn stock_states_and_early_refusals() {
         .expect_error(StatusCode::CONFLICT, "sold_out");
 }
 
-/// An order reads back with every field of API.md, and
+/// An order reads back with every field the API documents, and
 /// `GET /api/v1/orders?sale_id=…` lists the caller's orders of that sale
 /// and no one else's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
