@@ -1,9 +1,7 @@
 //! Durability and failure: private `redis-server`s that the tests kill,
 //! pause and restart.
 
-mod common;
-
-use common::{lift_fence, reservations, sale};
+use crate::fixtures::{self, lift_fence, reservations, sale};
 use seckill_cluster::authority::{
     AuthorityConfig, AuthorityError, Durability, RedisAuthority, ReserveOutcome, ReserveRequest,
 };
@@ -332,7 +330,7 @@ async fn in_sync(primary: &PrivateRedis) {
 #[tokio::test]
 async fn a_consumer_orders_only_what_a_replica_has() {
     let test = "a_consumer_orders_only_what_a_replica_has";
-    let Some(store) = common::databases(test).await.into_iter().next() else {
+    let Some(store) = fixtures::databases(test).await.into_iter().next() else {
         return;
     };
     let Some(primary) = PrivateRedis::start(&[]).await else {

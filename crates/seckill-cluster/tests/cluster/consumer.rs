@@ -2,9 +2,7 @@
 //! each real database: entries are written with plain XADD in the format
 //! of the crate docs, as the purchase script writes them.
 
-mod common;
-
-use common::{databases, new_sale, now};
+use crate::fixtures::{self, databases, new_sale, now};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{
@@ -25,7 +23,7 @@ const HOUR_MS: i64 = 3_600_000;
 
 /// The stock authority on the same Redis, which a consumer follows.
 async fn authority_of(client: &redis::Client) -> seckill_cluster::authority::RedisAuthority {
-    common::authority(&format!("redis://{}", client.get_connection_info().addr())).await
+    fixtures::authority(&format!("redis://{}", client.get_connection_info().addr())).await
 }
 
 /// The fields of a reservation entry as the purchase script XADDs them.

@@ -3,9 +3,7 @@
 //! between the database and Redis, writes Redis lost, a dead letter), and a
 //! sale compared while buyers, consumers and cancellations run.
 
-mod common;
-
-use common::{authority, databases};
+use crate::fixtures::{self, authority, databases};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use seckill_cluster::authority::keys::SaleKeys;
@@ -46,7 +44,7 @@ impl Fixture {
         let client = redis::Client::open(url).expect("SECKILL_TEST_REDIS_URL");
         let mut fixtures = Vec::new();
         for store in databases(test).await {
-            let sale = common::sale(stock, 2);
+            let sale = fixtures::sale(stock, 2);
             store.create_sale(&sale).await.expect("create sale");
             let redis = authority(url).await;
             assert!(redis.create_sale(&sale).await.unwrap());
@@ -650,11 +648,11 @@ async fn an_acknowledged_reservation_without_a_row_is_reported() {
     for mut f in Fixture::each("acknowledged_without_row", 10).await {
         let taken = f.buy(1).await;
         f.consume().await;
-        let other = common::sale(10, 2);
+        let other = fixtures::sale(10, 2);
         f.store.create_sale(&other).await.unwrap();
         assert!(f.redis.create_sale(&other).await.unwrap());
         let keys = SaleKeys::new(&other.id);
-        let now = common::now().to_string();
+        let now = fixtures::now().to_string();
         let _: () = redis::pipe()
             .atomic()
             .hincr(&keys.sale, "sold", 1)
@@ -719,7 +717,7 @@ async fn rows_stored_after_redis_lost_their_entries_fence_the_sale() {
             .await
             .expect("connect through the relay");
         let redis = authority(&private.url()).await;
-        let sale = common::sale(10, 1);
+        let sale = fixtures::sale(10, 1);
         direct.create_sale(&sale).await.unwrap();
         redis.create_sale(&sale).await.unwrap();
         for n in 0..3 {

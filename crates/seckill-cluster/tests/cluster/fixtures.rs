@@ -1,7 +1,6 @@
-//! Shared by the cluster tests, in the crate's own types: the authority and
-//! the order stores on the real Redis and databases, sales and reservations
+//! Shared by the modules, in the crate's own types: the authority and the
+//! order stores on the real Redis and databases, sales and reservations
 //! that no other test touches, and raw reads of the Redis data model.
-#![allow(dead_code)] // each test binary uses its own part
 
 use redis::AsyncCommands;
 use seckill_cluster::authority::keys::SaleKeys;

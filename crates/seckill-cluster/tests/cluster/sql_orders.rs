@@ -2,9 +2,7 @@
 //! SECKILL_TEST_DATABASE_URL_POSTGRES / _MYSQL. Every test makes its own
 //! sale, so the tables may hold anything from earlier runs.
 
-mod common;
-
-use common::{databases, new_sale, now, reservation};
+use crate::fixtures::{databases, new_sale, now, reservation};
 use seckill_cluster::orders::{Dialect, ExpiredOrder, SqlOrders};
 use seckill_core::{OrderId, OrderStatus, SaleId, Timestamp, UserId};
 use seckill_engine::{CancelOutcome, PayOutcome, UnitsByStatus};

@@ -1,8 +1,6 @@
 //! The stock authority's scripts against a real Redis.
 
-mod common;
-
-use common::{authority, buyers, reservations, sale};
+use crate::fixtures::{authority, buyers, reservations, sale};
 use seckill_cluster::authority::{
     AuthorityError, ReleaseOutcome, ReserveOutcome, ReserveRequest, StockEvent, StockEvents,
     StockLevel,

@@ -2,9 +2,7 @@
 //! quotas each) against a private redis-server, so that the live-node set
 //! is theirs alone.
 
-mod common;
-
-use common::{reservations, sale};
+use crate::fixtures::{reservations, sale};
 use seckill_cluster::authority::{AuthorityConfig, RedisAuthority, ReserveOutcome, ReserveRequest};
 use seckill_cluster::nodes::Heartbeat;
 use seckill_cluster::quota::{QuotaStats, Quotas};
