@@ -7,12 +7,19 @@
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use seckill_http::auth::Auth;
+use seckill_http::auth::{Auth, JwtKey, JwtRules};
 use std::sync::LazyLock;
 
 const ADMIN_TOKEN: &str = "fuzz-admin-token";
 
-static AUTH: LazyLock<Auth> = LazyLock::new(|| Auth::new(b"fuzz secret", ADMIN_TOKEN));
+static AUTH: LazyLock<Auth> = LazyLock::new(|| {
+    let rules = JwtRules {
+        key: JwtKey::Secret(b"fuzz secret".to_vec()),
+        issuer: None,
+        audience: None,
+    };
+    Auth::new(&rules, ADMIN_TOKEN).expect("a usable key")
+});
 
 fuzz_target!(|value: &[u8]| {
     let Ok(value) = HeaderValue::from_bytes(value) else {
