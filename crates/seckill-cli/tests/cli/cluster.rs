@@ -1721,6 +1721,15 @@ async fn redis_restarted_empty_brings_the_sale_back_by_itself() {
         (cluster.sold(&sale).await == STOCK - 1).then_some(())
     })
     .await;
+    // The buying node hears of the unit by the restock message, a moment
+    // after Redis has it back.
+    eventually(PATIENCE, "the buying node sees the unit", || async {
+        let stock = apis[1]
+            .get(&format!("/api/v1/sales/{sale}/stock"), &Auth::None)
+            .await;
+        (stock.status == StatusCode::OK && stock.json()["remaining"] == 1).then_some(())
+    })
+    .await;
     reserved.insert(apis[1].buy("after-cancel", &sale).await);
     assert_eq!(cluster.sold(&sale).await, STOCK);
     cluster
