@@ -43,9 +43,3 @@ impl<T> PerThread<T> {
         self.slots.iter().map(|slot| &slot.0)
     }
 }
-
-impl<T: Default> Default for PerThread<T> {
-    fn default() -> Self {
-        Self::new(T::default)
-    }
-}
