@@ -34,8 +34,11 @@ const SUCCESSES: [StatusCode; 5] = [
 /// Refusals by the degrade level have a column of their own, apart from
 /// other 503s: automatic degradation leaves them out of its judgement.
 const DEGRADED: usize = ErrorCode::ALL.len() + SUCCESSES.len();
-/// Columns of the answers table: error codes, successes, degraded.
-const ANSWERS: usize = DEGRADED + 1;
+/// Answers whose status is outside the table: their statuses are kept
+/// aside, this column only says that they happened.
+const UNUSUAL: usize = DEGRADED + 1;
+/// Columns of the answers table: error codes, successes, degraded, unusual.
+const ANSWERS: usize = UNUSUAL + 1;
 const ROUTES: usize = Route::ALL.len();
 
 /// How a request was answered.
@@ -82,8 +85,7 @@ fn answer_of(column: usize) -> (StatusCode, Option<ErrorCode>) {
 /// The engine's answered requests.
 pub struct Requests {
     tallies: Box<PerThread<Tally>>,
-    /// Requests whose status is outside the answers table (rare), by route
-    /// and status.
+    /// The statuses of the unusual answers (rare), by route and status.
     unusual: Mutex<HashMap<(Route, StatusCode), u64>>,
 }
 
@@ -126,28 +128,36 @@ impl Requests {
         }
         let tally = self.tallies.mine();
         let index = route as usize;
-        match answer.column() {
-            Ok(column) => add(&tally.answers[index][column], 1),
-            Err(status) => *self.unusual().entry((route, status)).or_default() += 1,
-        }
+        let column = answer.column().unwrap_or_else(|status| {
+            *self.unusual().entry((route, status)).or_default() += 1;
+            UNUSUAL
+        });
+        add(&tally.answers[index][column], 1);
         let nanos = latency::nanos(elapsed);
         add(&tally.latency[index][latency::bucket_of_nanos(nanos)], 1);
         add(&tally.latency_ns[index], nanos);
     }
 
-    /// Every thread's requests since the start, added up.
+    /// Every thread's requests since the start, added up. A route's
+    /// latency is read only from the threads that answered it: most of
+    /// the table is never written.
     pub fn snapshot(&self) -> Snapshot {
-        let mut snapshot = Snapshot::empty();
+        let mut snapshot = Snapshot {
+            answers: [[0; ANSWERS]; ROUTES],
+            latency: [const { None }; ROUTES],
+            latency_ns: [0; ROUTES],
+            unusual: self.unusual().clone(),
+        };
         for tally in self.tallies.all() {
-            for (sum, row) in snapshot.answers.iter_mut().zip(&tally.answers) {
-                add_row(sum, row);
+            for (route, answers) in tally.answers.iter().enumerate() {
+                if add_row(&mut snapshot.answers[route], answers) == 0 {
+                    continue;
+                }
+                let latency = snapshot.latency[route].get_or_insert_with(|| Box::new([0; BUCKETS]));
+                add_row(latency, &tally.latency[route]);
+                snapshot.latency_ns[route] += tally.latency_ns[route].load(Ordering::Relaxed);
             }
-            for (sum, row) in snapshot.latency.iter_mut().zip(tally.latency.iter()) {
-                add_row(sum, row);
-            }
-            add_row(&mut snapshot.latency_ns, &tally.latency_ns);
         }
-        snapshot.unusual = self.unusual().clone();
         snapshot
     }
 
@@ -169,10 +179,15 @@ fn add(cell: &AtomicU64, n: u64) {
     cell.fetch_add(n, Ordering::Relaxed);
 }
 
-fn add_row<const N: usize>(sum: &mut [u64; N], row: &[AtomicU64; N]) {
+/// Adds `row` to `sum`; how much it held.
+fn add_row<const N: usize>(sum: &mut [u64; N], row: &[AtomicU64; N]) -> u64 {
+    let mut added = 0;
     for (sum, cell) in sum.iter_mut().zip(row) {
-        *sum += cell.load(Ordering::Relaxed);
+        let count = cell.load(Ordering::Relaxed);
+        *sum += count;
+        added += count;
     }
+    added
 }
 
 /// Requests answered since the start, as of one moment; or, the difference
@@ -180,30 +195,26 @@ fn add_row<const N: usize>(sum: &mut [u64; N], row: &[AtomicU64; N]) {
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     answers: [[u64; ANSWERS]; ROUTES],
-    latency: Box<[[u64; BUCKETS]; ROUTES]>,
+    /// `None` for a route never answered.
+    latency: [Option<Box<[u64; BUCKETS]>>; ROUTES],
     latency_ns: [u64; ROUTES],
     unusual: HashMap<(Route, StatusCode), u64>,
 }
 
-impl Snapshot {
-    fn empty() -> Self {
-        let latency: Box<[[u64; BUCKETS]]> = (0..ROUTES).map(|_| [0; BUCKETS]).collect();
-        Self {
-            answers: [[0; ANSWERS]; ROUTES],
-            latency: latency.try_into().expect("a row per route"),
-            latency_ns: [0; ROUTES],
-            unusual: HashMap::new(),
-        }
-    }
+/// The latency of a route never answered.
+static NO_LATENCY: [u64; BUCKETS] = [0; BUCKETS];
 
+impl Snapshot {
     /// What was answered after `earlier` and up to this snapshot.
     pub fn since(&self, earlier: &Self) -> Self {
         let mut between = self.clone();
         for (row, before) in between.answers.iter_mut().zip(&earlier.answers) {
             subtract_row(row, before);
         }
-        for (row, before) in between.latency.iter_mut().zip(earlier.latency.iter()) {
-            subtract_row(row, before);
+        for (row, before) in between.latency.iter_mut().zip(&earlier.latency) {
+            if let (Some(row), Some(before)) = (row, before) {
+                subtract_row(row, before);
+            }
         }
         subtract_row(&mut between.latency_ns, &earlier.latency_ns);
         for (key, count) in &mut between.unusual {
@@ -240,7 +251,9 @@ impl Snapshot {
 
     /// Every request to `route`, by latency bucket.
     pub fn latency(&self, route: Route) -> &[u64; BUCKETS] {
-        &self.latency[route as usize]
+        self.latency[route as usize]
+            .as_deref()
+            .unwrap_or(&NO_LATENCY)
     }
 
     /// The latencies of the requests to `route`, added up.
@@ -251,9 +264,9 @@ impl Snapshot {
     /// Every request, by latency bucket.
     pub fn all_latency(&self) -> [u64; BUCKETS] {
         let mut all = [0; BUCKETS];
-        for row in self.latency.iter() {
+        for row in self.latency.iter().flatten() {
             all.iter_mut()
-                .zip(row)
+                .zip(row.iter())
                 .for_each(|(sum, count)| *sum += count);
         }
         all
