@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What collecting metrics costs the sold-out purchase. This source is built
 # twice: as usual, and with `--cfg seckill_no_metrics` (requests and
-# purchases not counted, the dashboard's pulse not fed; a request's two
-# clock reads stay, as automatic degradation times requests too). The two
+# purchases not counted, so the dashboard's pulse and automatic degradation
+# see nothing; a request's two clock reads stay). The two
 # builds are compared in two ways:
 #
 #   instructions per request   bench/instructions.sh: exact, repeatable

@@ -271,7 +271,7 @@ pub fn spawn(app: App, node: String) -> JoinHandle<()> {
         let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tick.tick().await;
-        let mut last = (Instant::now(), app.metrics.pulse.counts());
+        let mut last = (Instant::now(), app.requests.snapshot());
         loop {
             tick.tick().await;
             if app.draining.load(Ordering::Acquire) {
@@ -280,13 +280,14 @@ pub fn spawn(app: App, node: String) -> JoinHandle<()> {
             }
             // Histogram samples are folded in here too, scraped or not.
             app.metrics.upkeep();
-            let now = (Instant::now(), app.metrics.pulse.counts());
+            let now = (Instant::now(), app.requests.snapshot());
             let seconds = now.0.duration_since(last.0).as_secs_f64();
+            let interval = now.1.since(&last.1);
             let sample = NodeSample {
                 id: Arc::clone(&node),
-                rps: now.1.per_second_since(&last.1, seconds),
-                latency_ms: app.metrics.pulse.take_latency(),
-                requests_total: now.1.total(),
+                rps: Counts::of(&interval).per_second(seconds),
+                latency_ms: Latency::of(&interval),
+                requests_total: Counts::of(&now.1).total(),
                 in_flight: app.in_flight.current(),
                 degrade: app.degrade.level(),
                 unconfirmed: app

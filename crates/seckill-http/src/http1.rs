@@ -11,6 +11,7 @@ use crate::degrade::Traffic;
 use crate::error::canned;
 use crate::from_memory::{self, Made};
 use crate::rate_limit::Limited;
+use crate::requests::Answer;
 use crate::route::{self, Route};
 use crate::routes::extract::Id;
 use crate::routes::{self, purchase};
@@ -54,8 +55,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// one that memory alone answers ([`from_memory`]), is answered in `call`
 /// itself, without a future; anything else runs in its scope (id, error
 /// code), admitted or shed, as a boxed future. Every answer is counted
-/// (and, unless degraded, judged for automatic degradation) and carries
-/// its id and, for a page on another origin, the CORS headers.
+/// once ([`Requests`](crate::requests::Requests)) and carries its id and,
+/// for a page on another origin, the CORS headers.
 #[derive(Clone)]
 struct Connection {
     app: App,
@@ -80,12 +81,10 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Connection {
         }
         let target = route::find(method, path);
         let route = target.route;
-        let traffic = Traffic::of(route);
         let about = About {
             route,
-            traffic,
             cross_origin: request.headers().contains_key(header::ORIGIN),
-            degraded: !self.app.degrade.level().allows(traffic),
+            degraded: !self.app.degrade.level().allows(Traffic::of(route)),
             started,
         };
         let id = request_scope::request_id(request.headers());
@@ -141,7 +140,6 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Connection {
 /// What is known of a request before it is answered.
 struct About {
     route: Route,
-    traffic: Traffic,
     cross_origin: bool,
     degraded: bool,
     started: Instant,
@@ -156,12 +154,13 @@ impl About {
         code: Option<ErrorCode>,
         id: HeaderValue,
     ) -> Response {
-        let elapsed = self.started.elapsed();
-        app.metrics
-            .request(self.route, response.status(), code, elapsed);
-        if let Some(health) = app.degrade.health.as_ref().filter(|_| !self.degraded) {
-            health.record(self.traffic, response.status().is_server_error(), elapsed);
-        }
+        let answer = if self.degraded {
+            Answer::Degraded
+        } else {
+            Answer::Given(response.status(), code)
+        };
+        app.requests
+            .record(self.route, answer, self.started.elapsed());
         let headers = response.headers_mut();
         prebuilt::set_request_id(headers, id);
         if self.cross_origin && cors::allows(self.route) {

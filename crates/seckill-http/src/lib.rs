@@ -13,6 +13,7 @@ pub mod degrade;
 pub mod error;
 mod from_memory;
 mod http1;
+mod latency;
 pub mod metrics;
 pub mod openapi;
 pub mod per_thread;
@@ -21,6 +22,7 @@ pub mod pulse;
 pub mod purchase_token;
 pub mod rate_limit;
 pub mod request_scope;
+pub mod requests;
 pub mod route;
 pub mod routes;
 pub mod sale_views;
@@ -63,6 +65,9 @@ pub struct AppState {
     pub sales: SaleViews,
     pub auth: Auth,
     pub purchase_tokens: purchase_token::PurchaseTokens,
+    /// Every answered request: what metrics, the dashboard and automatic
+    /// degradation read.
+    pub requests: requests::Requests,
     pub metrics: metrics::Metrics,
     pub rate_limits: rate_limit::RateLimits,
     pub limits: shedding::Limits,
@@ -113,6 +118,7 @@ impl Server {
             market,
             auth,
             purchase_tokens: purchase_token::PurchaseTokens::new(&config.jwt_secret),
+            requests: requests::Requests::new(),
             metrics,
             rate_limits: rate_limit::RateLimits::new(config.rate_limits),
             limits: config.limits,

@@ -3,12 +3,16 @@
 //! its own slot, on cache lines of its own, so counting a request moves no
 //! cache line between cores, as one shared counter would on every request.
 //! Threads take slots in turn; past [`SLOTS`] threads share one, which
-//! stays correct (a slot is atomic or locked), only slower.
+//! stays correct (a slot is atomic), only slower. A reader sums only the
+//! slots taken so far.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// More than the worker threads of a small machine.
 const SLOTS: usize = 8;
+/// Slots taken so far, the same in every `PerThread`: a thread takes its
+/// slot when it first writes to one.
+static TAKEN: AtomicUsize = AtomicUsize::new(0);
 
 /// A `T` per thread.
 pub struct PerThread<T> {
@@ -30,22 +34,15 @@ impl<T> PerThread<T> {
     /// This thread's slot.
     pub fn mine(&self) -> &T {
         thread_local! {
-            static SLOT: usize = {
-                static NEXT: AtomicUsize = AtomicUsize::new(0);
-                NEXT.fetch_add(1, Ordering::Relaxed) % SLOTS
-            };
+            static SLOT: usize = TAKEN.fetch_add(1, Ordering::Relaxed) % SLOTS;
         }
         &self.slots[SLOT.with(|slot| *slot)].0
     }
 
-    /// Every slot, for a reader to sum.
+    /// Every slot a thread has taken, for a reader to sum (the others are
+    /// as made).
     pub fn all(&self) -> impl Iterator<Item = &T> {
-        self.slots.iter().map(|slot| &slot.0)
-    }
-}
-
-impl<T: Default> Default for PerThread<T> {
-    fn default() -> Self {
-        Self::new(T::default)
+        let taken = TAKEN.load(Ordering::Relaxed).min(SLOTS);
+        self.slots[..taken].iter().map(|slot| &slot.0)
     }
 }

@@ -1,18 +1,15 @@
-//! The engine's pulse for the live dashboard: requests counted by outcome
-//! and their latency in an HdrHistogram, read and reset once a second by
-//! the dashboard's sampler. Prometheus has the same requests by route; this
-//! is the small, windowed view a person watches during a sale.
-//!
-//! Kept per thread ([`PerThread`]): each worker thread records into its
-//! own slot under a lock nobody else takes between samples.
+//! The engine's pulse for the live dashboard: requests by outcome and
+//! their latency over one interval, the difference of two snapshots of the
+//! engine's tally of answered requests ([`Snapshot::since`]). Prometheus
+//! has the same requests by route; this is the small view a person watches
+//! during a sale.
 
-use crate::per_thread::PerThread;
+use crate::latency;
+use crate::requests::Snapshot;
 use crate::route::Route;
 use axum::http::StatusCode;
-use hdrhistogram::Histogram;
 use seckill_core::ErrorCode;
 use serde::Serialize;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// What became of a request, as the dashboard tells it.
@@ -53,20 +50,8 @@ impl Outcome {
     }
 }
 
-/// Latencies above this are recorded as this (an hour, in microseconds).
-const MAX_LATENCY_US: u64 = 3_600_000_000;
-
-pub struct Pulse {
-    recorded: PerThread<Mutex<Recorded>>,
-}
-
-/// One thread's requests.
-struct Recorded {
-    counts: [u64; Outcome::ALL.len()],
-    latency_us: Histogram<u64>,
-}
-
-/// Requests per outcome since the engine started.
+/// Requests per outcome in a snapshot: since the engine started, or
+/// between two moments.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Counts {
     pub reserved: u64,
@@ -78,23 +63,42 @@ pub struct Counts {
 }
 
 impl Counts {
+    pub fn of(requests: &Snapshot) -> Self {
+        let mut total = [0; Outcome::ALL.len()];
+        for route in Route::ALL {
+            for (status, code, count) in requests.given(route) {
+                total[Outcome::of(route, status, code) as usize] += count;
+            }
+            total[Outcome::Unavailable as usize] += requests.degraded(route);
+        }
+        let count = |outcome: Outcome| total[outcome as usize];
+        Self {
+            reserved: count(Outcome::Reserved),
+            sold_out: count(Outcome::SoldOut),
+            refused: count(Outcome::Refused),
+            unavailable: count(Outcome::Unavailable),
+            error: count(Outcome::Error),
+            ok: count(Outcome::Ok),
+        }
+    }
+
     pub fn total(&self) -> u64 {
         self.reserved + self.sold_out + self.refused + self.unavailable + self.error + self.ok
     }
 
-    /// The rates, rounded, from `earlier` to these counts `seconds` later.
-    pub fn per_second_since(&self, earlier: &Self, seconds: f64) -> Self {
-        let rate = |now: u64, then: u64| {
+    /// These counts over `seconds` as rates, rounded.
+    pub fn per_second(&self, seconds: f64) -> Self {
+        let rate = |count: u64| {
             let seconds = seconds.max(f64::EPSILON);
-            (now.saturating_sub(then) as f64 / seconds).round() as u64
+            (count as f64 / seconds).round() as u64
         };
         Self {
-            reserved: rate(self.reserved, earlier.reserved),
-            sold_out: rate(self.sold_out, earlier.sold_out),
-            refused: rate(self.refused, earlier.refused),
-            unavailable: rate(self.unavailable, earlier.unavailable),
-            error: rate(self.error, earlier.error),
-            ok: rate(self.ok, earlier.ok),
+            reserved: rate(self.reserved),
+            sold_out: rate(self.sold_out),
+            refused: rate(self.refused),
+            unavailable: rate(self.unavailable),
+            error: rate(self.error),
+            ok: rate(self.ok),
         }
     }
 }
@@ -107,86 +111,25 @@ pub struct Latency {
     pub max: f64,
 }
 
-impl Pulse {
-    pub fn new() -> Self {
+impl Latency {
+    /// Of the requests in `requests` (an interval's), in milliseconds to
+    /// the bound of their bucket; zeros when there were none.
+    pub fn of(requests: &Snapshot) -> Self {
+        let counts = requests.all_latency();
+        let ms = |latency: Option<Duration>| latency.map_or(0.0, |l| l.as_secs_f64() * 1000.0);
         Self {
-            recorded: PerThread::new(|| {
-                Mutex::new(Recorded {
-                    counts: [0; Outcome::ALL.len()],
-                    latency_us: new_histogram(),
-                })
-            }),
+            p50: ms(latency::quantile(&counts, 0.5)),
+            p99: ms(latency::quantile(&counts, 0.99)),
+            max: ms(latency::max(&counts)),
         }
     }
-
-    pub fn record(&self, outcome: Outcome, elapsed: Duration) {
-        let micros = (elapsed.as_micros() as u64).clamp(1, MAX_LATENCY_US);
-        let mut recorded = lock(self.recorded.mine());
-        recorded.counts[outcome as usize] += 1;
-        recorded.latency_us.saturating_record(micros);
-    }
-
-    pub fn counts(&self) -> Counts {
-        let mut total = [0; Outcome::ALL.len()];
-        for recorded in self.recorded.all() {
-            let recorded = lock(recorded);
-            total
-                .iter_mut()
-                .zip(recorded.counts)
-                .for_each(|(t, c)| *t += c);
-        }
-        let count = |outcome: Outcome| total[outcome as usize];
-        Counts {
-            reserved: count(Outcome::Reserved),
-            sold_out: count(Outcome::SoldOut),
-            refused: count(Outcome::Refused),
-            unavailable: count(Outcome::Unavailable),
-            error: count(Outcome::Error),
-            ok: count(Outcome::Ok),
-        }
-    }
-
-    /// The latency since the last call, and a fresh window.
-    pub fn take_latency(&self) -> Latency {
-        let mut window = new_histogram();
-        for recorded in self.recorded.all() {
-            let mut recorded = lock(recorded);
-            // Same bounds, so adding never fails.
-            let _ = window.add(&recorded.latency_us);
-            recorded.latency_us.reset();
-        }
-        if window.is_empty() {
-            return Latency::default();
-        }
-        let ms = |micros: u64| micros as f64 / 1000.0;
-        Latency {
-            p50: ms(window.value_at_quantile(0.5)),
-            p99: ms(window.value_at_quantile(0.99)),
-            max: ms(window.max()),
-        }
-    }
-}
-
-fn lock(recorded: &Mutex<Recorded>) -> MutexGuard<'_, Recorded> {
-    recorded
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl Default for Pulse {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).expect("valid histogram bounds")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::status_of;
+    use crate::requests::{Answer, Requests};
 
     #[test]
     fn outcomes_follow_route_status_and_code() {
@@ -217,17 +160,33 @@ mod tests {
     }
 
     #[test]
-    fn a_window_holds_what_was_recorded_since_the_last_one() {
-        let pulse = Pulse::new();
+    fn an_interval_holds_what_was_answered_in_it() {
+        let requests = Requests::new();
+        let ms = Duration::from_millis;
+        let ok = Answer::Given(StatusCode::OK, None);
+        requests.record(Route::Stock, ok, ms(500));
+        let earlier = requests.snapshot();
         for millis in 1..=100 {
-            pulse.record(Outcome::Ok, Duration::from_millis(millis));
+            requests.record(Route::Stock, ok, ms(millis));
         }
-        pulse.record(Outcome::SoldOut, Duration::from_millis(1));
-        let latency = pulse.take_latency();
-        assert!((49.0..=52.0).contains(&latency.p50), "{latency:?}");
-        assert!((99.0..=101.0).contains(&latency.p99), "{latency:?}");
-        assert_eq!(pulse.take_latency(), Latency::default());
-        assert_eq!(pulse.counts().ok, 100);
-        assert_eq!(pulse.counts().total(), 101);
+        let sold_out = Answer::Given(StatusCode::CONFLICT, Some(ErrorCode::SoldOut));
+        requests.record(Route::Purchase, sold_out, ms(1));
+        requests.record(Route::Purchase, Answer::Degraded, ms(1));
+        let later = requests.snapshot();
+
+        let interval = later.since(&earlier);
+        let latency = Latency::of(&interval);
+        assert_eq!(latency.p50, 49.0, "three at 1 ms: {latency:?}");
+        assert_eq!(latency.p99, 99.0, "{latency:?}");
+        assert_eq!(latency.max, 100.0, "the 500 ms came before: {latency:?}");
+        assert_eq!(Latency::of(&later.since(&later)), Latency::default());
+        let counts = Counts::of(&interval);
+        assert_eq!(
+            (counts.ok, counts.sold_out, counts.unavailable),
+            (100, 1, 1)
+        );
+        assert_eq!(counts.total(), 102);
+        assert_eq!(Counts::of(&later).ok, 101, "since the start");
+        assert_eq!(counts.per_second(0.5).ok, 200);
     }
 }

@@ -6,15 +6,17 @@
 //! up one level. Automatic degradation never goes below `purchases_only`:
 //! closing the engine is the operator's call.
 //!
+//! A second's requests are the difference of two snapshots of the engine's
+//! tally of answered requests ([`Requests`](crate::requests::Requests)).
 //! "p99 over the threshold" is counted, not estimated: it is the same as
-//! more than 1 % of the requests taking longer than the threshold, so each
-//! request costs up to three relaxed atomic adds, into its own thread's
-//! tallies ([`PerThread`]), and no histogram.
+//! more than 1 % of the requests taking longer than the threshold, and the
+//! threshold is a bound of the tally's latency buckets.
 
 use super::{By, Level, Traffic};
 use crate::App;
-use crate::per_thread::PerThread;
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::latency;
+use crate::requests::Snapshot;
+use crate::route::Route;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -24,7 +26,8 @@ use tokio::time::MissedTickBehavior;
 pub struct AutoRules {
     /// Share of 5xx answers (0..=1) above which a kind of traffic is unhealthy.
     pub error_rate: f64,
-    /// p99 latency above which a kind of traffic is unhealthy.
+    /// p99 latency above which a kind of traffic is unhealthy; rounded up
+    /// to two significant digits of microseconds (the latency buckets).
     pub p99: Duration,
     /// Seconds unhealthy in a row before stepping down.
     pub window_secs: u32,
@@ -57,20 +60,6 @@ const WATCHED: [Traffic; 4] = [
     Traffic::MemoryRead,
 ];
 
-/// This second's answers of one kind of traffic, on one thread.
-#[derive(Default)]
-struct Tally {
-    requests: AtomicU64,
-    errors: AtomicU64,
-    slow: AtomicU64,
-}
-
-/// The running tallies, and the streaks that decide the steps.
-pub struct Health {
-    rules: AutoRules,
-    tallies: PerThread<[Tally; WATCHED.len()]>,
-}
-
 /// One kind of traffic over one second.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Second {
@@ -79,41 +68,26 @@ struct Second {
     slow: u64,
 }
 
-impl Health {
-    pub fn new(rules: AutoRules) -> Self {
-        Self {
-            rules,
-            tallies: Default::default(),
-        }
-    }
-
-    /// Counts one answered request. Refusals by the degrade level itself
-    /// are not to be recorded: they are the cure, not the symptom.
-    pub fn record(&self, traffic: Traffic, server_error: bool, elapsed: Duration) {
-        let Some(index) = WATCHED.iter().position(|kind| *kind == traffic) else {
-            return;
-        };
-        let tally = &self.tallies.mine()[index];
-        tally.requests.fetch_add(1, Ordering::Relaxed);
-        if server_error {
-            tally.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        if elapsed > self.rules.p99 {
-            tally.slow.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Takes the tallies of the second that just ended.
-    fn take_second(&self) -> [Second; WATCHED.len()] {
-        let mut seconds = [Second::default(); WATCHED.len()];
-        for tallies in self.tallies.all() {
-            for (second, tally) in seconds.iter_mut().zip(tallies) {
-                second.requests += tally.requests.swap(0, Ordering::Relaxed);
-                second.errors += tally.errors.swap(0, Ordering::Relaxed);
-                second.slow += tally.slow.swap(0, Ordering::Relaxed);
+impl Second {
+    /// The requests of `traffic` in `requests` (a second's), those at
+    /// bucket `first_slow` and after being slow. Refusals by the degrade
+    /// level are left out: they are the cure, not the symptom. (Their
+    /// latency stays in the buckets, but they are answered at once.)
+    fn of(requests: &Snapshot, traffic: Traffic, first_slow: usize) -> Self {
+        let mut second = Self::default();
+        for route in Route::ALL
+            .into_iter()
+            .filter(|route| Traffic::of(*route) == traffic)
+        {
+            for (status, _, count) in requests.given(route) {
+                second.requests += count;
+                if status.is_server_error() {
+                    second.errors += count;
+                }
             }
+            second.slow += requests.latency(route)[first_slow..].iter().sum::<u64>();
         }
-        seconds
+        second
     }
 }
 
@@ -160,26 +134,26 @@ impl Streaks {
 /// Judges the engine's health once a second; `None` when automatic
 /// degradation is off.
 pub fn spawn(app: App) -> Option<JoinHandle<()>> {
-    app.degrade.health.as_ref()?;
+    let rules = app.degrade.auto?;
     Some(tokio::spawn(async move {
-        let degrade = &app.degrade;
-        let Some(health) = &degrade.health else {
-            return;
-        };
+        let first_slow = latency::first_over(rules.p99);
         let mut streaks = Streaks::default();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tick.tick().await;
+        let mut last = app.requests.snapshot();
         loop {
             tick.tick().await;
-            let unhealthy = health
-                .take_second()
+            let now = app.requests.snapshot();
+            let second = now.since(&last);
+            last = now;
+            let unhealthy = WATCHED
                 .into_iter()
-                .any(|second| health.rules.is_unhealthy(second));
-            let level = degrade.automatic_level();
-            let next = streaks.next(&health.rules, unhealthy, level);
+                .any(|traffic| rules.is_unhealthy(Second::of(&second, traffic, first_slow)));
+            let level = app.degrade.automatic_level();
+            let next = streaks.next(&rules, unhealthy, level);
             if next != level {
-                degrade.set(By::Automatic, next);
+                app.degrade.set(By::Automatic, next);
             }
         }
     }))
@@ -188,6 +162,8 @@ pub fn spawn(app: App) -> Option<JoinHandle<()>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::requests::{Answer, Requests};
+    use axum::http::StatusCode;
 
     fn rules() -> AutoRules {
         AutoRules {
@@ -215,24 +191,42 @@ mod tests {
     }
 
     #[test]
-    fn recording_sorts_by_traffic_and_ignores_the_operator() {
-        let health = Health::new(rules());
-        health.record(Traffic::Purchase, true, Duration::from_millis(1));
-        health.record(Traffic::Purchase, false, Duration::from_millis(500));
-        health.record(Traffic::MemoryRead, false, Duration::ZERO);
-        health.record(Traffic::Operator, true, Duration::from_secs(9));
-        let seconds = health.take_second();
+    fn a_second_sorts_by_traffic_and_leaves_out_the_operator_and_the_cure() {
+        let requests = Requests::new();
+        let ms = Duration::from_millis;
+        let record = |route, status, elapsed| {
+            requests.record(route, Answer::Given(status, None), elapsed);
+        };
+        record(Route::Purchase, StatusCode::ACCEPTED, ms(1));
+        let earlier = requests.snapshot();
+        let first_slow = latency::first_over(rules().p99);
+        record(Route::Purchase, StatusCode::INTERNAL_SERVER_ERROR, ms(1));
+        record(Route::PurchaseToken, StatusCode::OK, ms(100));
+        record(
+            Route::Purchase,
+            StatusCode::ACCEPTED,
+            Duration::from_nanos(100_000_001),
+        );
+        record(Route::Stock, StatusCode::OK, Duration::ZERO);
+        record(Route::Stock, StatusCode::IM_A_TEAPOT, ms(1));
+        record(Route::Metrics, StatusCode::INTERNAL_SERVER_ERROR, ms(900));
+        requests.record(Route::ListOrders, Answer::Degraded, ms(1));
+        let second = requests.snapshot().since(&earlier);
+        let of = |traffic| Second::of(&second, traffic, first_slow);
         assert_eq!(
-            seconds[0],
+            of(Traffic::Purchase),
             Second {
-                requests: 2,
+                requests: 3,
                 errors: 1,
                 slow: 1
-            }
+            },
+            "100 ms is not over the 100 ms bound; a nanosecond more is"
         );
-        assert_eq!(seconds[3].requests, 1);
-        assert_eq!(seconds.iter().map(|s| s.requests).sum::<u64>(), 3);
-        assert_eq!(health.take_second(), [Second::default(); 4], "taken");
+        assert_eq!(of(Traffic::MemoryRead).requests, 2);
+        assert_eq!(of(Traffic::StoreRead).requests, 0, "degraded");
+        assert_eq!(of(Traffic::OrderWrite), Second::default());
+        let judged: u64 = WATCHED.into_iter().map(|t| of(t).requests).sum();
+        assert_eq!(judged, 5, "the operator's are not watched");
     }
 
     #[test]

@@ -98,7 +98,7 @@ pub struct Degrade {
     automatic: AtomicU8,
     gauge: metrics::Gauge,
     /// Present when automatic degradation is on.
-    pub health: Option<auto::Health>,
+    pub auto: Option<AutoRules>,
 }
 
 /// Who switched the level.
@@ -116,7 +116,7 @@ impl Degrade {
             operator: AtomicU8::new(0),
             automatic: AtomicU8::new(0),
             gauge,
-            health: auto.map(auto::Health::new),
+            auto,
         }
     }
 

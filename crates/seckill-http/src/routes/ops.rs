@@ -61,7 +61,11 @@ pub async fn metrics(State(app): State<App>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
         )],
-        app.metrics.render(&app.market, app.in_flight.current()),
+        app.metrics.render(
+            &app.market,
+            app.in_flight.current(),
+            &app.requests.snapshot(),
+        ),
     )
         .into_response()
 }
