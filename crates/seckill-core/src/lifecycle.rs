@@ -72,6 +72,12 @@ pub struct Transition {
 }
 
 impl Transition {
+    /// The payment reference the write records: a payment's, on the
+    /// transition to `paid` only.
+    pub fn payment_ref<'a>(self, event: Event<'a>) -> Option<&'a str> {
+        event.payment_ref().filter(|_| self.to == OrderStatus::Paid)
+    }
+
     /// Whether the order's units go back on sale.
     pub const fn releases(self) -> bool {
         self.from.holds_stock() && !self.to.holds_stock()

@@ -264,9 +264,7 @@ fn apply_event(
         let Some(transition) = decision.transition else {
             return Ok(Some((decision.answer, current)));
         };
-        let payment_ref = event
-            .payment_ref()
-            .filter(|_| transition.to == OrderStatus::Paid);
+        let payment_ref = transition.payment_ref(event);
         if write(tx, id, transition, payment_ref, now)? {
             let written = order_by_id(tx, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
             return Ok(Some((decision.answer, written)));

@@ -423,9 +423,7 @@ impl SqlOrders {
             let Some(transition) = decision.transition else {
                 return Ok(Some((decision.answer, current)));
             };
-            let payment_ref = event
-                .payment_ref()
-                .filter(|_| transition.to == OrderStatus::Paid);
+            let payment_ref = transition.payment_ref(event);
             let written = self
                 .write(transition, payment_ref, &[id.as_str()], now)
                 .execute(&self.pool)
