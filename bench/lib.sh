@@ -39,18 +39,21 @@ bench() {
         || echo "$SCRIPT: $name: $(tail -1 "$OUT/$name.txt")" >&2
 }
 
-# build: the release seckill (SECKILL, where cargo puts it) and the hyper
-# ceiling server of $PEERS (a hello-world server kept outside this
-# repository: PEERS names its directory), built into $CEILING_TARGET so
-# that nothing is written under $PEERS (CEILING).
+# build: the release seckill (SECKILL, where cargo puts it, unless SECKILL
+# names a binary already) and the hyper ceiling server of $PEERS (a
+# hello-world server kept outside this repository: PEERS names its
+# directory), built into $CEILING_TARGET so that nothing is written under
+# $PEERS (CEILING).
 build() {
     [ -n "$PEERS" ] || { echo "$SCRIPT: set PEERS to the directory that holds ceiling-rust/" >&2; exit 2; }
     [ -d "$PEERS/ceiling-rust" ] || { echo "$SCRIPT: no ceiling server at $PEERS/ceiling-rust (set PEERS)" >&2; exit 2; }
     local ceiling_target=${CEILING_TARGET:-${TMPDIR:-/tmp}/seckill-ceiling-target}
     echo "building (release)..."
-    cargo build --release --quiet -p seckill-cli
+    if [ -z "${SECKILL:-}" ]; then
+        cargo build --release --quiet -p seckill-cli
+        SECKILL=${CARGO_TARGET_DIR:-$ROOT/target}/release/seckill
+    fi
     CARGO_TARGET_DIR=$ceiling_target cargo build --release --quiet --manifest-path "$PEERS/ceiling-rust/Cargo.toml"
-    SECKILL=${CARGO_TARGET_DIR:-$ROOT/target}/release/seckill
     CEILING=$ceiling_target/release/ceiling-rust
 }
 
