@@ -121,6 +121,10 @@ impl Target<'_> {
     pub fn decoded_id(&self) -> ApiResult<Option<Cow<'_, str>>> {
         self.id
             .map(|raw| {
+                // Ids as the engine makes them carry no `%`: nothing to decode.
+                if memchr::memchr(b'%', raw.as_bytes()).is_none() {
+                    return Ok(Cow::Borrowed(raw));
+                }
                 percent_encoding::percent_decode_str(raw)
                     .decode_utf8()
                     .map_err(|_| ApiError::bad_request("path: the id is not UTF-8 once decoded"))
