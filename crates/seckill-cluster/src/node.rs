@@ -143,11 +143,6 @@ impl Cluster {
         Ok((cluster, Arc::new(ClusterStore::new(orders, authority))))
     }
 
-    /// Purchases answered 503 although Redis reserved them, since the start.
-    pub fn unconfirmed(&self) -> u64 {
-        self.unconfirmed.load(Ordering::Relaxed)
-    }
-
     /// A purchase, decided by Redis through this node's quota (answered
     /// sold out here once the node knows the stock is gone). Redis being
     /// unreachable is a 503, never a guess (I7).
@@ -470,6 +465,6 @@ impl StockAuthority for Cluster {
     }
 
     fn unconfirmed(&self) -> u64 {
-        self.unconfirmed()
+        self.unconfirmed.load(Ordering::Relaxed)
     }
 }

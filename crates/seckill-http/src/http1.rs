@@ -113,16 +113,20 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Connection {
             Some(Made::Purchase(sale)) => Some(sale),
             None => None,
         };
-        match target.decoded_id() {
-            Ok(None) => {}
-            Ok(Some(decoded)) => {
-                let decoded = Id(decoded.into_owned());
-                request.extensions_mut().insert(decoded);
-            }
-            Err(error) => {
-                let code = Some(error.code);
-                let response = error.into_response();
-                return Either::Left(ready(Ok(about.finish(app, response, code, id))));
+        // A purchase's id was decoded by triage; any other route's handler
+        // finds its id in the request.
+        if purchase_of.is_none() {
+            match target.decoded_id() {
+                Ok(None) => {}
+                Ok(Some(decoded)) => {
+                    let decoded = Id(decoded.into_owned());
+                    request.extensions_mut().insert(decoded);
+                }
+                Err(error) => {
+                    let code = Some(error.code);
+                    let response = error.into_response();
+                    return Either::Left(ready(Ok(about.finish(app, response, code, id))));
+                }
             }
         }
         let (app, peer) = (self.app.clone(), self.peer);
